@@ -5,6 +5,9 @@ import CSodium
 public struct PrivateKey: Sendable {
     public static let length = 32
     public let secret: SecretBytes
+    /// Derived once: deriving it costs a point multiplication, and every handshake needs
+    /// the static and the ephemeral public key.
+    public let publicKey: PublicKey
 
     public init<C: Collection>(_ bytes: C) throws(CryptoError) where C.Element == UInt8 {
         try requireLength("private key", bytes.count, 32)
@@ -12,10 +15,16 @@ public struct PrivateKey: Sendable {
         guard secp256k1_ec_seckey_verify(Secp256k1.context, secret.pointer.baseAddress!) == 1 else {
             throw .invalidPrivateKey
         }
-        self.secret = secret
+        self.init(verified: secret)
     }
 
-    init(verified secret: SecretBytes) { self.secret = secret }
+    init(verified secret: SecretBytes) {
+        self.secret = secret
+        var key = secp256k1_pubkey()
+        // Cannot fail: the secret was verified.
+        _ = secp256k1_ec_pubkey_create(Secp256k1.context, &key, secret.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        self.publicKey = PublicKey(parsed: key)
+    }
 
     /// A fresh key from the system CSPRNG; loops on the (2^-128 likely) invalid draw.
     public static func generate() -> PrivateKey {
@@ -30,13 +39,6 @@ public struct PrivateKey: Sendable {
 
     @inline(__always)
     var base: UnsafePointer<UInt8> { UnsafePointer(secret.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
-
-    public var publicKey: PublicKey {
-        var key = secp256k1_pubkey()
-        // Cannot fail: the secret was verified on construction.
-        _ = secp256k1_ec_pubkey_create(Secp256k1.context, &key, base)
-        return PublicKey(parsed: key)
-    }
 
     /// ECDH as BOLT-8 defines it: SHA-256 of the compressed shared point. This is
     /// libsecp256k1's default ECDH hash function.

@@ -86,6 +86,7 @@ public struct FrameDecoder: Sendable {
     public var maximumMessageLength: Int
     public private(set) var messagesDecoded: UInt64 = 0
 
+    private static let readSlack = 262_144
     private var buffer: [UInt8] = []
     private var readIndex = 0
     /// Set once a header is decrypted and the body has not fully arrived.
@@ -104,7 +105,10 @@ public struct FrameDecoder: Sendable {
         if readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             readIndex = 0
-        } else if readIndex >= 65_536, readIndex * 2 >= buffer.count {
+        } else if readIndex > 0, buffer.count + bytes.count > buffer.capacity {
+            // Move the unread tail down only when the array would otherwise grow: each
+            // byte is then copied about once, and memory stays at about one frame plus
+            // one read.
             buffer.removeSubrange(0..<readIndex)
             readIndex = 0
         }
@@ -162,7 +166,13 @@ public struct FrameDecoder: Sendable {
         let frameBody = bodyLength + ChaCha20Poly1305.tagLength
         guard available - headerConsumed >= frameBody else {
             pendingBodyLength = bodyLength
-            buffer.reserveCapacity(readIndex + frameBody)
+            if buffer.capacity < readIndex + frameBody {
+                // Make room for this frame plus a few reads of slack, so the unread tail
+                // (less than one read) moves about once every few frames, not every frame.
+                buffer.removeSubrange(0..<readIndex)
+                readIndex = 0
+                buffer.reserveCapacity(frameBody + Self.readSlack)
+            }
             return nil
         }
         let index = messagesDecoded
