@@ -40,7 +40,12 @@ let package = Package(
         ),
         .target(name: "LNPWire"),
         .target(name: "LNPSession", dependencies: ["LNPCrypto", "LNPWire"]),
+        .target(name: "LNPRPC", dependencies: ["LNPCrypto", "LNPWire"]),
         .executableTarget(name: "lnp-bench", dependencies: ["LNPCrypto", "LNPWire", "LNPSession"]),
+        .testTarget(
+            name: "LNPRPCTests",
+            dependencies: ["LNPRPC", "LNPCrypto", "LNPWire"]
+        ),
         .testTarget(
             name: "LNPCryptoTests",
             dependencies: ["LNPCrypto"]

@@ -26,13 +26,13 @@ public struct HandshakeInitiator {
         case failed
     }
 
-    private let localStatic: PrivateKey
+    private let localStatic: any StaticKeyAgreement
     public let remoteStatic: PublicKey
     private var state: State
     private var symmetricSeed: SymmetricState
 
     /// `ephemeral` is only for reproducing test vectors; production passes nothing.
-    public init(localStatic: PrivateKey, remoteStatic: PublicKey, ephemeral: PrivateKey? = nil) {
+    public init(localStatic: any StaticKeyAgreement, remoteStatic: PublicKey, ephemeral: PrivateKey? = nil) {
         self.localStatic = localStatic
         self.remoteStatic = remoteStatic
         self.state = .ready(ephemeral: ephemeral ?? .generate())
@@ -69,7 +69,7 @@ public struct HandshakeInitiator {
         guard symmetric.decryptAndHash(nonce: 0, Array(act[34..<50])) != nil else { throw .badTag(act: .two) }
 
         let encryptedStatic = symmetric.encryptAndHash(nonce: 1, localStatic.publicKey.compressed)
-        symmetric.mixKey(localStatic.sharedSecret(with: remoteEphemeral))
+        symmetric.mixKey(try staticSharedSecret(localStatic, remoteEphemeral))
         let tag = symmetric.encryptAndHash(nonce: 0, [])
         let (sendKey, receiveKey) = symmetric.split()
         state = .complete
@@ -97,10 +97,10 @@ public struct HandshakeResponder {
         case failed
     }
 
-    private let localStatic: PrivateKey
+    private let localStatic: any StaticKeyAgreement
     private var state: State
 
-    public init(localStatic: PrivateKey, ephemeral: PrivateKey? = nil) {
+    public init(localStatic: any StaticKeyAgreement, ephemeral: PrivateKey? = nil) {
         self.localStatic = localStatic
         self.state = .awaitingActOne(ephemeral: ephemeral ?? .generate())
     }
@@ -114,7 +114,7 @@ public struct HandshakeResponder {
         guard let remoteEphemeral = try? PublicKey(act[1..<34]) else { throw .badPublicKey(act: .one) }
         var symmetric = SymmetricState(responderStatic: localStatic.publicKey)
         symmetric.mixHash(remoteEphemeral.compressed)
-        symmetric.mixKey(localStatic.sharedSecret(with: remoteEphemeral))
+        symmetric.mixKey(try staticSharedSecret(localStatic, remoteEphemeral))
         guard symmetric.decryptAndHash(nonce: 0, Array(act[34..<50])) != nil else { throw .badTag(act: .one) }
 
         let ephemeralPublic = ephemeral.publicKey.compressed
@@ -150,5 +150,14 @@ public struct HandshakeResponder {
             sendingCipher: CipherState(key: sendKey, chainingKey: symmetric.chainingKey),
             receivingCipher: CipherState(key: receiveKey, chainingKey: symmetric.chainingKey)
         )
+    }
+}
+
+/// ECDH with the node key, which may live in another service (keyd).
+private func staticSharedSecret(_ key: any StaticKeyAgreement, _ point: PublicKey) throws(HandshakeError) -> [UInt8] {
+    do {
+        return try key.sharedSecret(with: point)
+    } catch {
+        throw .keyAgreementFailed(String(describing: error))
     }
 }

@@ -17,6 +17,8 @@ public enum HandshakeError: Error, Equatable, Sendable, CustomStringConvertible 
     case badCiphertext
     /// A method was called in a state where it is not allowed (e.g. act two twice).
     case invalidState(String)
+    /// ECDH with our own node key failed (the key service did not answer).
+    case keyAgreementFailed(String)
 
     /// The symbolic code used by the BOLT-8 test vectors.
     public var specCode: String {
@@ -27,6 +29,7 @@ public enum HandshakeError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .badTag(act): "ACT\(act.rawValue)_BAD_TAG"
         case .badCiphertext: "ACT3_BAD_CIPHERTEXT"
         case .invalidState: "INVALID_STATE"
+        case .keyAgreementFailed: "KEY_AGREEMENT_FAILED"
         }
     }
 
@@ -44,6 +47,8 @@ public enum HandshakeError: Error, Equatable, Sendable, CustomStringConvertible 
             "handshake act 3: the peer's encrypted static key failed authentication"
         case let .invalidState(detail):
             "handshake used out of order: \(detail)"
+        case let .keyAgreementFailed(detail):
+            "ECDH with our node key failed: \(detail)"
         }
     }
 }

@@ -50,7 +50,7 @@ public struct PeerSession {
     /// - Parameters:
     ///   - localInit: the `init` this side sends; its features decide whether we offer large frames.
     ///   - maximumMessageLength: the largest message accepted from the peer (bounds memory).
-    public init(role: Role, localStatic: PrivateKey, localInit: InitMessage,
+    public init(role: Role, localStatic: any StaticKeyAgreement, localInit: InitMessage,
                 maximumMessageLength: Int = FrameFormat.large.maximumMessageLength,
                 ephemeral: PrivateKey? = nil) {
         self.role = role

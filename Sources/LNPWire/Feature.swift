@@ -53,6 +53,9 @@ public struct Feature: Sendable, Hashable, CustomStringConvertible {
 
     /// Our experimental frame-size extension; the odd bit 181 is the optional form.
     public static let lnpLargeFrames = Feature(evenBit: 180, name: "option_lnp_large_frames")
+    /// LNP Node's reliable messaging: `lnp_message` envelopes with per-peer sequence numbers
+    /// and cumulative `lnp_ack`s, so a message is delivered exactly once across reconnects.
+    public static let lnpMessaging = Feature(evenBit: 182, name: "option_lnp_messaging")
 
     /// Every feature in the current BOLT-9 table, ascending by bit.
     public static let bolt9: [Feature] = [
@@ -65,7 +68,7 @@ public struct Feature: Sendable, Hashable, CustomStringConvertible {
     ]
 
     /// Every feature this codec has a name for: BOLT-9 plus our own.
-    public static let all: [Feature] = bolt9 + [.lnpLargeFrames]
+    public static let all: [Feature] = bolt9 + [.lnpLargeFrames, .lnpMessaging]
 
     /// Both bits of every given feature, the form `FeatureVector.validate(known:)` takes.
     public static func bits(of features: [Feature]) -> Set<Int> {

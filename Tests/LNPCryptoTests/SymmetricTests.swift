@@ -82,3 +82,19 @@ private func hex(_ string: String) -> [UInt8] { Hex.decode(string)! }
         #expect(a.exportBytes() == [1, 2, 3])
     }
 }
+
+@Suite struct PassphraseEncryptionTests {
+    @Test func sealsAndOpensAndRejectsWrongPassphrase() throws {
+        let secret = SecureRandom.bytes(32)
+        let sealed = try PassphraseEncryption.seal(secret, passphrase: "correct horse", strength: .interactive)
+        #expect(try PassphraseEncryption.open(sealed, passphrase: "correct horse").exportBytes() == secret)
+        #expect(throws: PassphraseEncryption.Failure.wrongPassphrase) { try PassphraseEncryption.open(sealed, passphrase: "wrong") }
+        var tampered = sealed
+        tampered[tampered.count - 1] ^= 1
+        #expect(throws: PassphraseEncryption.Failure.wrongPassphrase) { try PassphraseEncryption.open(tampered, passphrase: "correct horse") }
+        var costly = sealed
+        costly[9] = 0xff
+        #expect(throws: PassphraseEncryption.Failure.malformed("implausible cost parameters")) { try PassphraseEncryption.open(costly, passphrase: "correct horse") }
+        #expect(throws: PassphraseEncryption.Failure.self) { try PassphraseEncryption.open([1, 2, 3], passphrase: "x") }
+    }
+}

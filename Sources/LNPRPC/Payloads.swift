@@ -1,0 +1,365 @@
+import LNPCrypto
+import LNPWire
+
+public struct NodeInfo: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public var listen: [String]
+    public var version: String
+    public var peerCount: UInt32
+    public var onion: String?
+
+    public init(nodeID: PublicKey, listen: [String], version: String, peerCount: UInt32, onion: String? = nil) {
+        self.nodeID = nodeID
+        self.listen = listen
+        self.version = version
+        self.peerCount = peerCount
+        self.onion = onion
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(nodeID)
+        writer.writeU32(UInt32(listen.count))
+        for address in listen { writer.writeString(address) }
+        writer.writeString(version)
+        writer.writeU32(peerCount)
+        writer.writeOptionalString(onion)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        nodeID = try reader.readNodeID(field: "node_id")
+        let count = Int(try reader.readU32(field: "listen.count"))
+        guard count <= 1_024 else { throw WireError(.invalidValue("\(count) listen addresses"), offset: reader.offset, context: "listen") }
+        listen = []
+        for _ in 0..<count { listen.append(try reader.readString(field: "listen")) }
+        version = try reader.readString(field: "version")
+        peerCount = try reader.readU32(field: "peer_count")
+        onion = try reader.readOptionalString(field: "onion")
+    }
+}
+
+public struct AddressRequest: RPCPayload, Equatable {
+    public var address: String
+    public init(address: String) { self.address = address }
+    public func encode(into writer: inout WireWriter) { writer.writeString(address) }
+    public init(from reader: inout WireReader) throws(WireError) { address = try reader.readString(field: "address") }
+}
+
+public struct NodeIDRequest: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public init(nodeID: PublicKey) { self.nodeID = nodeID }
+    public func encode(into writer: inout WireWriter) { writer.writeNodeID(nodeID) }
+    public init(from reader: inout WireReader) throws(WireError) { nodeID = try reader.readNodeID(field: "node_id") }
+}
+
+public struct PeerRecord: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public var address: String
+    public var connected: Bool
+    public var inbound: Bool
+    public var persistent: Bool
+    public var largeFrames: Bool
+    /// The peer's init features (global OR local), BOLT-9 bytes.
+    public var features: [UInt8]
+
+    public init(nodeID: PublicKey, address: String, connected: Bool, inbound: Bool, persistent: Bool, largeFrames: Bool, features: [UInt8]) {
+        self.nodeID = nodeID
+        self.address = address
+        self.connected = connected
+        self.inbound = inbound
+        self.persistent = persistent
+        self.largeFrames = largeFrames
+        self.features = features
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(nodeID)
+        writer.writeString(address)
+        writer.writeBool(connected)
+        writer.writeBool(inbound)
+        writer.writeBool(persistent)
+        writer.writeBool(largeFrames)
+        writer.writeU16(UInt16(min(features.count, Int(UInt16.max))))
+        writer.writeBytes(Array(features.prefix(Int(UInt16.max))))
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        nodeID = try reader.readNodeID(field: "node_id")
+        address = try reader.readString(field: "address")
+        connected = try reader.readBool(field: "connected")
+        inbound = try reader.readBool(field: "inbound")
+        persistent = try reader.readBool(field: "persistent")
+        largeFrames = try reader.readBool(field: "large_frames")
+        let length = Int(try reader.readU16(field: "features.length"))
+        features = try reader.readBytes(length, field: "features")
+    }
+}
+
+public struct PeerList: RPCPayload, Equatable {
+    public var peers: [PeerRecord]
+    public init(peers: [PeerRecord]) { self.peers = peers }
+    public func encode(into writer: inout WireWriter) { writer.writeList(peers) }
+    public init(from reader: inout WireReader) throws(WireError) { peers = try reader.readList(PeerRecord.self, field: "peers", maximum: 100_000) }
+}
+
+public struct PingRequest: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public var pongBytes: UInt16
+    public init(nodeID: PublicKey, pongBytes: UInt16) {
+        self.nodeID = nodeID
+        self.pongBytes = pongBytes
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(nodeID)
+        writer.writeU16(pongBytes)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        nodeID = try reader.readNodeID(field: "node_id")
+        pongBytes = try reader.readU16(field: "pong_bytes")
+    }
+}
+
+public struct PingReply: RPCPayload, Equatable {
+    public var roundTripNanoseconds: UInt64
+    public init(roundTripNanoseconds: UInt64) { self.roundTripNanoseconds = roundTripNanoseconds }
+    public func encode(into writer: inout WireWriter) { writer.writeU64(roundTripNanoseconds) }
+    public init(from reader: inout WireReader) throws(WireError) { roundTripNanoseconds = try reader.readU64(field: "rtt_ns") }
+}
+
+/// One application message: a Lightning message type and its payload.
+public struct TypedMessage: RPCPayload, Equatable {
+    public var type: UInt16
+    public var payload: [UInt8]
+    public init(type: UInt16, payload: [UInt8]) {
+        self.type = type
+        self.payload = payload
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU16(type)
+        writer.writeBlob(payload)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        type = try reader.readU16(field: "type")
+        payload = try reader.readBlob(field: "payload")
+    }
+}
+
+public struct SendRequest: RPCPayload, Equatable {
+    public var recipient: PublicKey
+    public var messages: [TypedMessage]
+    public init(recipient: PublicKey, messages: [TypedMessage]) {
+        self.recipient = recipient
+        self.messages = messages
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(recipient)
+        writer.writeList(messages)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        recipient = try reader.readNodeID(field: "recipient")
+        messages = try reader.readList(TypedMessage.self, field: "messages")
+    }
+}
+
+public struct MessageIDs: RPCPayload, Equatable {
+    public var ids: [[UInt8]]
+    public init(ids: [[UInt8]]) { self.ids = ids }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU32(UInt32(ids.count))
+        for id in ids { writer.writeBytes(id) }
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        let count = Int(try reader.readU32(field: "ids.count"))
+        guard count <= reader.remaining / 16 else { throw WireError(.invalidValue("\(count) ids"), offset: reader.offset, context: "ids") }
+        ids = []
+        ids.reserveCapacity(count)
+        for _ in 0..<count { ids.append(try reader.readBytes(16, field: "id")) }
+    }
+}
+
+public struct RecvRequest: RPCPayload, Equatable {
+    /// Messages stored after this row (0: from the beginning).
+    public var afterRowID: UInt64
+    public var from: PublicKey?
+    public var limit: UInt32
+    /// Long poll: wait up to this long for at least one message.
+    public var waitMilliseconds: UInt32
+
+    public init(afterRowID: UInt64, from: PublicKey?, limit: UInt32, waitMilliseconds: UInt32) {
+        self.afterRowID = afterRowID
+        self.from = from
+        self.limit = limit
+        self.waitMilliseconds = waitMilliseconds
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU64(afterRowID)
+        writer.writeOptionalNodeID(from)
+        writer.writeU32(limit)
+        writer.writeU32(waitMilliseconds)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        afterRowID = try reader.readU64(field: "after_row")
+        from = try reader.readOptionalNodeID(field: "from")
+        limit = try reader.readU32(field: "limit")
+        waitMilliseconds = try reader.readU32(field: "wait_ms")
+    }
+}
+
+public struct IncomingRecord: RPCPayload, Equatable {
+    public var rowID: UInt64
+    public var id: [UInt8]
+    public var from: PublicKey
+    public var type: UInt16
+    public var payload: [UInt8]
+    /// Microseconds since the Unix epoch.
+    public var receivedAtMicros: UInt64
+
+    public init(rowID: UInt64, id: [UInt8], from: PublicKey, type: UInt16, payload: [UInt8], receivedAtMicros: UInt64) {
+        self.rowID = rowID
+        self.id = id
+        self.from = from
+        self.type = type
+        self.payload = payload
+        self.receivedAtMicros = receivedAtMicros
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU64(rowID)
+        writer.writeBytes(id)
+        writer.writeNodeID(from)
+        writer.writeU16(type)
+        writer.writeBlob(payload)
+        writer.writeU64(receivedAtMicros)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        rowID = try reader.readU64(field: "row")
+        id = try reader.readBytes(16, field: "id")
+        from = try reader.readNodeID(field: "from")
+        type = try reader.readU16(field: "type")
+        payload = try reader.readBlob(field: "payload")
+        receivedAtMicros = try reader.readU64(field: "received_at")
+    }
+}
+
+public struct IncomingList: RPCPayload, Equatable {
+    public var messages: [IncomingRecord]
+    public init(messages: [IncomingRecord]) { self.messages = messages }
+    public func encode(into writer: inout WireWriter) { writer.writeList(messages) }
+    public init(from reader: inout WireReader) throws(WireError) { messages = try reader.readList(IncomingRecord.self, field: "messages") }
+}
+
+public struct StatusRequest: RPCPayload, Equatable {
+    public var id: [UInt8]
+    public init(id: [UInt8]) { self.id = id }
+    public func encode(into writer: inout WireWriter) { writer.writeBytes(id) }
+    public init(from reader: inout WireReader) throws(WireError) { id = try reader.readBytes(16, field: "id") }
+}
+
+public struct StatusReply: RPCPayload, Equatable {
+    public var id: [UInt8]
+    public var recipient: PublicKey
+    public var state: String
+    public var link: String?
+    public var createdAtMicros: UInt64
+
+    public init(id: [UInt8], recipient: PublicKey, state: String, link: String?, createdAtMicros: UInt64) {
+        self.id = id
+        self.recipient = recipient
+        self.state = state
+        self.link = link
+        self.createdAtMicros = createdAtMicros
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeBytes(id)
+        writer.writeNodeID(recipient)
+        writer.writeString(state)
+        writer.writeOptionalString(link)
+        writer.writeU64(createdAtMicros)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        id = try reader.readBytes(16, field: "id")
+        recipient = try reader.readNodeID(field: "recipient")
+        state = try reader.readString(field: "state")
+        link = try reader.readOptionalString(field: "link")
+        createdAtMicros = try reader.readU64(field: "created_at")
+    }
+}
+
+// MARK: peerd
+
+/// Wire messages (u16 type + payload) for one peer, sent as one batch.
+public struct PeerSendRequest: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public var messages: [[UInt8]]
+    public init(nodeID: PublicKey, messages: [[UInt8]]) {
+        self.nodeID = nodeID
+        self.messages = messages
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(nodeID)
+        writer.writeU32(UInt32(messages.count))
+        for message in messages { writer.writeBlob(message) }
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        nodeID = try reader.readNodeID(field: "node_id")
+        let count = Int(try reader.readU32(field: "messages.count"))
+        guard count <= reader.remaining / 4 else { throw WireError(.invalidValue("\(count) messages"), offset: reader.offset, context: "messages") }
+        messages = []
+        messages.reserveCapacity(count)
+        for _ in 0..<count { messages.append(try reader.readBlob(field: "message")) }
+    }
+}
+
+public enum PeerSendOutcome: UInt8, Sendable {
+    case written = 0
+    /// The peer's outbound queue is full: try again after its `writable` event.
+    case queueFull = 1
+}
+
+/// Inbound application messages from one peer, in arrival order.
+public typealias PeerMessagesEvent = PeerSendRequest
+
+public struct PeerDisconnectedEvent: RPCPayload, Equatable {
+    public var nodeID: PublicKey
+    public var reason: String
+    public init(nodeID: PublicKey, reason: String) {
+        self.nodeID = nodeID
+        self.reason = reason
+    }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeNodeID(nodeID)
+        writer.writeString(reason)
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        nodeID = try reader.readNodeID(field: "node_id")
+        reason = try reader.readString(field: "reason")
+    }
+}
+
+// MARK: keyd
+
+public struct ECDHRequest: RPCPayload, Equatable {
+    public var point: PublicKey
+    public init(point: PublicKey) { self.point = point }
+    public func encode(into writer: inout WireWriter) { writer.writeNodeID(point) }
+    public init(from reader: inout WireReader) throws(WireError) { point = try reader.readNodeID(field: "point") }
+}
+
+public struct DigestRequest: RPCPayload, Equatable {
+    public var digest: [UInt8]
+    public init(digest: [UInt8]) { self.digest = digest }
+    public func encode(into writer: inout WireWriter) { writer.writeBytes(digest) }
+    public init(from reader: inout WireReader) throws(WireError) { digest = try reader.readBytes(32, field: "digest") }
+}
+
+public struct Bytes32: RPCPayload, Equatable {
+    public var bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public func encode(into writer: inout WireWriter) { writer.writeBytes(bytes) }
+    public init(from reader: inout WireReader) throws(WireError) { bytes = try reader.readBytes(32, field: "bytes32") }
+}
+
+public struct Signature64: RPCPayload, Equatable {
+    public var bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public func encode(into writer: inout WireWriter) { writer.writeBytes(bytes) }
+    public init(from reader: inout WireReader) throws(WireError) { bytes = try reader.readBytes(64, field: "signature") }
+}
