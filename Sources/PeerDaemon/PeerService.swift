@@ -1,0 +1,254 @@
+import Foundation
+import LNPBus
+import LNPCrypto
+import LNPRPC
+import LNPStore
+import LNPTransport
+import LNPTransportTCP
+import LNPWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// peerd: every connection to another node. It owns the transports, answers connect /
+/// disconnect / peers / ping / send requests on the bus and publishes what peers send as
+/// bus events. It never sees the node key: ECDH goes to keyd.
+public final class PeerService: Sendable {
+    public struct Configuration: Sendable {
+        public var listen: [ListenAddress]
+        public var connect: [PeerAddress]
+        public init(listen: [ListenAddress], connect: [PeerAddress]) {
+            self.listen = listen
+            self.connect = connect
+        }
+    }
+
+    /// The features we advertise in `init`: only what this node implements.
+    public static let localFeatures = FeatureVector(bits: [Feature.lnpLargeFrames.oddBit, Feature.lnpMessaging.oddBit])
+
+    private let server: BusServer
+    private let transport: TCPTransport
+    private let group: MultiThreadedEventLoopGroup
+    private let store: MessageStore
+    private let logger: Logger
+    private let configuration: Configuration
+    private let inbound: InboundBatcher
+    private let boundAddresses = LockedValue<[String]>([])
+
+    public init(context: BusContext, layout: BusLayout, configuration: Configuration, keyAgreement: any StaticKeyAgreement,
+                store: MessageStore, logger: Logger) throws {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
+        var transportConfiguration = TCPTransportConfiguration(
+            localKey: keyAgreement,
+            localInit: InitMessage(features: Self.localFeatures),
+            listen: configuration.listen.filter { $0.linkKind == .stream })
+        transportConfiguration.handshakeTimeout = .seconds(10)
+        let serverBox = LockedValue<BusServer?>(nil)
+        let inbound = InboundBatcher { event in serverBox.withValue { $0?.publish(event) } }
+        self.inbound = inbound
+        transport = TCPTransport(configuration: transportConfiguration, group: group) { event in
+            Self.forward(event, inbound: inbound, logger: logger)
+        }
+        let transport = self.transport
+        let listen = boundAddresses
+        server = try BusServer(context: context, layout: layout, name: .peerd) { message, responder in
+            Self.handle(message, responder: responder, transport: transport, store: store, logger: logger, bound: { listen.withValue { $0 } })
+        }
+        serverBox.withValue { $0 = server }
+    }
+
+    /// Binds the listeners, starts serving the bus and dials the configured and persisted peers.
+    public func start() async throws {
+        let bound = try await transport.start()
+        let addresses = bound.map { Self.describe($0) }
+        boundAddresses.withValue { $0 = addresses }
+        let transport = self.transport, store = self.store, logger = self.logger
+        try server.start()
+        var dial = configuration.connect
+        for peer in (try? store.peers()) ?? [] where peer.persistent {
+            if let text = peer.addresses.last, let address = try? PeerAddress(parsing: text), !dial.contains(address) { dial.append(address) }
+        }
+        for address in dial {
+            Task {
+                do {
+                    _ = try await transport.connect(to: address, persistent: true)
+                    try? store.upsertPeer(address.nodeID, address: address.description, persistent: true)
+                } catch {
+                    logger.notice("peerd: connect to \(address) failed: \(error); retrying in the background")
+                }
+            }
+        }
+        logger.info("peerd: listening on \(addresses.joined(separator: ", "))")
+    }
+
+    public func close() async {
+        server.close()
+        await transport.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        switch address {
+        case .v6: "[\(address.ipAddress ?? "::")]:\(address.port ?? 0)"
+        default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        }
+    }
+
+    static func record(_ info: PeerInfo, connected: Bool = true) -> PeerRecord {
+        PeerRecord(nodeID: info.nodeID, address: info.address, connected: connected, inbound: info.direction == .inbound,
+                   persistent: info.persistent, largeFrames: info.largeFrames, features: info.remoteFeatures.bytes)
+    }
+
+    static func forward(_ event: TransportEvent, inbound: InboundBatcher, logger: Logger) {
+        switch event {
+        case let .message(from, bytes):
+            inbound.append(bytes, from: from)
+        case let .connected(info):
+            logger.info("peerd: connected to \(info.nodeID) at \(info.address) (\(info.direction))")
+            inbound.publishInOrder(BusMessage(method: PeerEventType.connected.rawValue, payload: record(info).encoded()))
+        case let .disconnected(nodeID, reason):
+            logger.info("peerd: disconnected from \(nodeID): \(reason)")
+            inbound.publishInOrder(BusMessage(method: PeerEventType.disconnected.rawValue, payload: PeerDisconnectedEvent(nodeID: nodeID, reason: reason).encoded()))
+        case let .writable(nodeID):
+            inbound.publishInOrder(BusMessage(method: PeerEventType.writable.rawValue, payload: NodeIDRequest(nodeID: nodeID).encoded()))
+        case let .connectFailed(address, reason, willRetry):
+            logger.notice("peerd: connect to \(address) failed: \(reason)\(willRetry ? "; will retry" : "")")
+        }
+    }
+
+    static func handle(_ message: BusMessage, responder: BusResponder, transport: TCPTransport, store: MessageStore, logger: Logger,
+                       bound: @escaping @Sendable () -> [String]) {
+        do throws(WireError) {
+            switch PeerMethod(rawValue: message.method) {
+            case .connect:
+                let request = try AddressRequest.decode(message.payload)
+                let address: PeerAddress
+                do {
+                    address = try PeerAddress(parsing: request.address)
+                } catch {
+                    return responder.fail(code: RPCErrorCode.malformedAddress.rawValue, message: error.description)
+                }
+                Task {
+                    do {
+                        let info = try await transport.connect(to: address, persistent: true)
+                        try? store.upsertPeer(address.nodeID, address: address.description, persistent: true)
+                        responder.reply(record(info).encoded())
+                    } catch {
+                        responder.fail(code: RPCErrorCode.connectFailed.rawValue, message: "cannot connect to \(address): \(error)")
+                    }
+                }
+            case .disconnect:
+                let nodeID = try NodeIDRequest.decode(message.payload).nodeID
+                let known = transport.peers().contains { $0.nodeID == nodeID } || ((try? store.peers()) ?? []).contains { $0.nodeID == nodeID }
+                guard known else {
+                    return responder.fail(code: RPCErrorCode.unknownPeer.rawValue, message: "no peer with node id \(nodeID.hex)")
+                }
+                Task {
+                    await transport.disconnect(nodeID)
+                    try? store.removePeer(nodeID)
+                    responder.reply([])
+                }
+            case .peers:
+                let connected = transport.peers()
+                var records = connected.map { record($0) }
+                for peer in (try? store.peers()) ?? [] where peer.persistent && !connected.contains(where: { $0.nodeID == peer.nodeID }) {
+                    records.append(PeerRecord(nodeID: peer.nodeID, address: peer.addresses.last ?? "", connected: false, inbound: false,
+                                              persistent: true, largeFrames: false, features: []))
+                }
+                responder.reply(PeerList(peers: records).encoded())
+            case .ping:
+                let request = try PingRequest.decode(message.payload)
+                Task {
+                    do {
+                        let rtt = try await transport.ping(request.nodeID, pongBytes: request.pongBytes)
+                        let nanoseconds = UInt64(rtt.components.seconds) * 1_000_000_000 + UInt64(rtt.components.attoseconds / 1_000_000_000)
+                        responder.reply(PingReply(roundTripNanoseconds: nanoseconds).encoded())
+                    } catch {
+                        responder.fail(code: RPCErrorCode.notConnected.rawValue, message: "ping \(request.nodeID.hex) failed: \(error)")
+                    }
+                }
+            case .send:
+                let request = try PeerSendRequest.decode(message.payload)
+                do {
+                    switch try transport.send(request.messages, to: request.nodeID) {
+                    case .written: responder.reply([PeerSendOutcome.written.rawValue])
+                    case .queueFull: responder.reply([PeerSendOutcome.queueFull.rawValue])
+                    }
+                } catch {
+                    responder.fail(code: RPCErrorCode.notConnected.rawValue, message: "\(request.nodeID.hex) is not connected: \(error)")
+                }
+            case .listenAddresses:
+                var writer = WireWriter()
+                let addresses = bound()
+                writer.writeU32(UInt32(addresses.count))
+                for address in addresses { writer.writeString(address) }
+                responder.reply(writer.bytes)
+            case nil:
+                responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "peerd has no method \(message.method)")
+            }
+        } catch {
+            logger.warning("peerd: malformed request \(message.method): \(error)")
+            responder.fail(code: RPCErrorCode.invalidRequest.rawValue, message: "malformed request: \(error)")
+        }
+    }
+}
+
+/// Collects inbound messages and publishes them in batches, one bus event per peer per
+/// flush: under load a flush carries thousands of messages, at idle it carries one.
+final class InboundBatcher: Sendable {
+    private let pending = LockedValue<(messages: [PublicKey: [[UInt8]]], order: [PublicKey], scheduled: Bool)>(([:], [], false))
+    private let queue = DispatchQueue(label: "peerd.inbound")
+    private let publish: @Sendable (BusMessage) -> Void
+
+    init(publish: @escaping @Sendable (BusMessage) -> Void) { self.publish = publish }
+
+    func append(_ message: [UInt8], from: PublicKey) {
+        let schedule = pending.withValue { state -> Bool in
+            if state.messages[from] == nil { state.order.append(from) }
+            state.messages[from, default: []].append(message)
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        if schedule { queue.async { self.flush() } }
+    }
+
+    /// Publishes `event` after every message that arrived before it, so msgd sees a peer's
+    /// messages before its disconnection and its connection before its messages. Every
+    /// publish runs on one serial queue: that is what keeps the order.
+    func publishInOrder(_ event: BusMessage) {
+        queue.async {
+            self.flush()
+            self.publish(event)
+        }
+    }
+
+    /// Publishes everything pending now, in arrival order per peer. Runs on `queue` only.
+    private func flush() {
+        let (messages, order) = pending.withValue { state -> ([PublicKey: [[UInt8]]], [PublicKey]) in
+            let taken = (state.messages, state.order)
+            state = ([:], [], false)
+            return taken
+        }
+        for peer in order {
+            guard let batch = messages[peer] else { continue }
+            publish(BusMessage(method: PeerEventType.messages.rawValue, payload: PeerMessagesEvent(nodeID: peer, messages: batch).encoded()))
+        }
+    }
+}
+
+/// A value behind a lock, for state shared between NIO, bus and task threads.
+public final class LockedValue<Value: Sendable>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    public init(_ value: Value) { self.value = value }
+    public func withValue<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
