@@ -75,14 +75,17 @@ def test_kill9_receiver_and_sender_nothing_lost_or_duplicated(nodes):
 
 
 def test_cli_fails_with_one_clear_sentence(nodes):
+    from pyln.proto.wire import PrivateKey
     a = nodes("a").start()
+    stranger = PrivateKey(os.urandom(32)).public_key().serializeCompressed().hex()
     for args, needle in [
         (["connect", "nonsense"], "node id"),
-        (["connect", "02" + "11" * 32 + "@127.0.0.1"], "port"),
-        (["connect", "02" + "11" * 32 + "@127.0.0.1:99999"], "port"),
-        (["disconnect", "02" + "11" * 32], "no peer"),
+        (["connect", stranger + "@127.0.0.1"], "port"),
+        (["connect", stranger + "@127.0.0.1:99999"], "port"),
+        (["connect", "02" + "11" * 32 + "@127.0.0.1:9735"], "node id"),
+        (["disconnect", stranger], "no peer"),
         (["send", "zz", "--text", "x"], "node id"),
-        (["ping", "02" + "11" * 32], "02" + "11" * 32),
+        (["ping", stranger], stranger),
         (["status", "00" * 16], "no message"),
     ]:
         result = a.cli(*args, check=False)
