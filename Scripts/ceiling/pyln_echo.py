@@ -3,6 +3,7 @@
 Prints one JSON line: {"name": "anchor.pyln.echo.100", "value": N, "unit": "msgs/s"}."""
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -19,13 +20,29 @@ port = server.getsockname()[1]
 
 def echo():
     conn, _ = server.accept()
+    conn.connection = WholeReads(conn.connection)
     for _ in range(count):
         conn.send_message(conn.read_message())
+
+
+class WholeReads:
+    """pyln-proto reads with a single recv(n), which may return fewer bytes under load;
+    MSG_WAITALL makes each read whole, which is what its framing assumes."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def recv(self, n):
+        return self.sock.recv(n, socket.MSG_WAITALL)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
 
 
 thread = threading.Thread(target=echo, daemon=True)
 thread.start()
 client = connect(client_key, server_key.public_key(), "127.0.0.1", port)
+client.connection = WholeReads(client.connection)
 message = (32769).to_bytes(2, "big") + os.urandom(100)
 start = time.monotonic()
 writer = threading.Thread(target=lambda: [client.send_message(message) for _ in range(count)], daemon=True)

@@ -31,8 +31,17 @@ public final class MessageService: Sendable {
         server = try BusServer(context: context, layout: layout, name: .msgd) { message, responder in
             continuation.yield(.request(message, responder))
         }
+        let inbound = InboundQueue()
         subscriber = try BusSubscriber(context: context, layout: layout, services: [.peerd], methods: nil) { _, event in
-            continuation.yield(.peerEvent(event))
+            // Inbound messages skip the mailbox queue: they gather in `inbound` while the
+            // engine is busy (typically waiting for an fsync), and the engine then stores
+            // everything gathered in one transaction per peer: group commit, so the batch
+            // grows with the disk's latency instead of paying one fsync per event.
+            if event.method == PeerEventType.messages.rawValue {
+                if inbound.append(event.payload) { continuation.yield(.inboundReady(inbound)) }
+            } else {
+                continuation.yield(.peerEvent(event))
+            }
         }
         Task { await engine.setPublisher { [server] event in server.publish(event) } }
     }
@@ -61,6 +70,7 @@ actor MessageEngine {
     enum Input: Sendable {
         case request(BusMessage, BusResponder)
         case peerEvent(BusMessage)
+        case inboundReady(InboundQueue)
         case tick
         case deliver(PublicKey)
     }
@@ -74,6 +84,9 @@ actor MessageEngine {
         var sentThroughSeq: UInt64 = 0
         var delivering = false
         var blocked = false
+        /// Messages per batch, adapted to their size so a batch stays near `batchBytes`:
+        /// a thousand 1 MiB messages must never be read into memory at once.
+        var batchLimit = 16
     }
 
     struct RecvWaiter {
@@ -82,7 +95,8 @@ actor MessageEngine {
         let deadline: ContinuousClock.Instant
     }
 
-    static let batchSize = 1_000
+    static let batchBytes = 4 << 20
+    static let maximumBatchCount = 5_000
     private let store: MessageStore
     private let peers: BusClient
     private let logger: Logger
@@ -102,6 +116,7 @@ actor MessageEngine {
         switch input {
         case let .request(message, responder): handleRequest(message, responder)
         case let .peerEvent(event): handlePeerEvent(event)
+        case let .inboundReady(queue): receiveGathered(queue.takeAll())
         case .tick: tick()
         case let .deliver(peer): await deliver(to: peer)
         }
@@ -149,13 +164,29 @@ actor MessageEngine {
         }
     }
 
+    /// A reply carries at most this many payload bytes (and at least one message), well
+    /// under the bus's 64 MiB message limit.
+    static let recvReplyBytes = 32 << 20
+
     private func incoming(for request: RecvRequest) -> [IncomingRecord] {
         let limit = Int(min(request.limit == 0 ? 10_000 : request.limit, 10_000))
-        let rows = (try? store.incoming(afterRowID: Int64(clamping: request.afterRowID), from: request.from, limit: limit)) ?? []
-        return rows.map {
-            IncomingRecord(rowID: UInt64($0.rowID), id: $0.id, from: $0.sender, type: $0.type, payload: $0.payload,
-                           receivedAtMicros: UInt64($0.receivedAt.timeIntervalSince1970 * 1_000_000))
+        var records: [IncomingRecord] = []
+        var bytes = 0
+        var after = Int64(clamping: request.afterRowID)
+        // Read in small pages so large messages never pile up past the byte cap.
+        while records.count < limit {
+            let pageSize = min(256, limit - records.count)
+            let page = (try? store.incoming(afterRowID: after, from: request.from, limit: pageSize)) ?? []
+            for row in page {
+                if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return records }
+                bytes += row.payload.count
+                records.append(IncomingRecord(rowID: UInt64(row.rowID), id: row.id, from: row.sender, type: row.type, payload: row.payload,
+                                              receivedAtMicros: UInt64(row.receivedAt.timeIntervalSince1970 * 1_000_000)))
+            }
+            guard page.count == pageSize, let last = page.last else { break }
+            after = last.rowID
         }
+        return records
     }
 
     private func scheduleWaiterTimeout(after delay: Duration) {
@@ -206,14 +237,30 @@ actor MessageEngine {
                 links[nodeID]?.blocked = false
                 startDelivery(to: nodeID)
             case .messages:
-                let batch = try PeerMessagesEvent.decode(event.payload)
-                receive(batch.messages, from: batch.nodeID)
+                receiveGathered([event.payload])
             case nil:
                 break
             }
         } catch {
             logger.warning("msgd: malformed event \(event.method) from peerd: \(error)")
         }
+    }
+
+    /// Stores everything gathered since the last round, one transaction per peer, in
+    /// arrival order.
+    private func receiveGathered(_ events: [[UInt8]]) {
+        var order: [PublicKey] = []
+        var byPeer: [PublicKey: [[UInt8]]] = [:]
+        for payload in events {
+            do {
+                let batch = try PeerMessagesEvent.decode(payload)
+                if byPeer[batch.nodeID] == nil { order.append(batch.nodeID) }
+                byPeer[batch.nodeID, default: []] += batch.messages
+            } catch {
+                logger.warning("msgd: malformed messages event from peerd: \(error)")
+            }
+        }
+        for peer in order { receive(byPeer[peer] ?? [], from: peer) }
     }
 
     private func receive(_ messages: [[UInt8]], from sender: PublicKey) {
@@ -284,16 +331,32 @@ actor MessageEngine {
     /// Hands undelivered messages to peerd in batches while the peer is connected and
     /// its queue has room.
     private func deliver(to peer: PublicKey) async {
-        defer { links[peer]?.delivering = false }
+        var handedOver: (reliable: Bool, through: UInt64)?
+        defer {
+            links[peer]?.delivering = false
+            // Recorded once per run of batches, not per batch: "sent" is informational for
+            // LNP peers (their acks mark delivery), and a plain peer's messages count as
+            // delivered once written, the most we can know.
+            if let handedOver {
+                do {
+                    try store.markSent(to: peer, throughSeq: handedOver.through, link: "tcp")
+                    if !handedOver.reliable { try store.markDelivered(to: peer, throughSeq: handedOver.through) }
+                } catch {
+                    logger.error("msgd: cannot record delivery progress for \(peer): \(error)")
+                }
+            }
+        }
         while let link = links[peer], !link.blocked {
             let batch: [StoredOutgoing]
             do {
-                batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: Self.batchSize)
+                batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: link.batchLimit)
             } catch {
                 logger.error("msgd: cannot read the queue for \(peer): \(error)")
                 return
             }
             guard let last = batch.last else { return }
+            let averageSize = max(64, batch.reduce(0) { $0 + $1.payload.count } / batch.count)
+            links[peer]?.batchLimit = max(1, min(Self.maximumBatchCount, Self.batchBytes / averageSize))
             let wire = batch.map { message in
                 link.reliable
                     ? Envelope(seq: message.seq, id: message.id, type: message.type, payload: message.payload).wireMessage()
@@ -313,13 +376,7 @@ actor MessageEngine {
                 return
             }
             links[peer]?.sentThroughSeq = last.seq
-            do {
-                try store.markSent(to: peer, throughSeq: last.seq, link: "tcp")
-                // A plain Lightning peer cannot acknowledge: written to it is as far as we can know.
-                if !link.reliable { try store.markDelivered(to: peer, throughSeq: last.seq) }
-            } catch {
-                logger.error("msgd: cannot record delivery progress for \(peer): \(error)")
-            }
+            handedOver = (link.reliable, last.seq)
         }
     }
 
@@ -327,5 +384,31 @@ actor MessageEngine {
         _ = try? store.expire(now: Date())
         answerWaiters(onlyExpired: true)
         for (peer, link) in links where !link.delivering && !link.blocked { startDelivery(to: peer) }
+    }
+}
+
+/// Inbound message events gathered between two engine rounds (see `MessageService.init`).
+final class InboundQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [[UInt8]] = []
+    private var signaled = false
+
+    /// Adds an event; true when the engine must be told (the first since it last took).
+    func append(_ payload: [UInt8]) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        events.append(payload)
+        if signaled { return false }
+        signaled = true
+        return true
+    }
+
+    func takeAll() -> [[UInt8]] {
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = events
+        events = []
+        signaled = false
+        return taken
     }
 }

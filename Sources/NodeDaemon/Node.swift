@@ -24,6 +24,17 @@ public final class Node: Sendable {
     private let logger: Logger
     private let context: BusContext
     private let stack = LockedValue<[@Sendable () async -> Void]>([])
+    /// One store per process: peerd and msgd share it when they run as threads.
+    private let sharedStore = LockedValue<MessageStore?>(nil)
+
+    private func store() throws -> MessageStore {
+        try sharedStore.withValue { store in
+            if let store { return store }
+            let opened = try MessageStore(path: Self.storePath(configuration.dataDirectory))
+            store = opened
+            return opened
+        }
+    }
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -54,7 +65,7 @@ public final class Node: Sendable {
             let keyClient = try BusClient(context: context, layout: layout, service: .keyd)
             push { keyClient.close() }
             let keyAgreement = try await RemoteKeyAgreement(client: keyClient)
-            let store = try MessageStore(path: Self.storePath(directory))
+            let store = try store()
             let peers = try PeerService(context: context, layout: layout,
                                         configuration: .init(listen: configuration.listen, connect: configuration.connect),
                                         keyAgreement: keyAgreement, store: store, logger: logger)
@@ -63,7 +74,7 @@ public final class Node: Sendable {
         }
         if wanted.contains(.msgd) {
             try await waitUntilReady([.peerd], layout: layout)
-            let store = try MessageStore(path: Self.storePath(directory))
+            let store = try store()
             let peerClient = try BusClient(context: context, layout: layout, service: .peerd)
             push { peerClient.close() }
             let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient, logger: logger)
