@@ -59,7 +59,9 @@ public final class NodeClient: Sendable {
             bytes = try await client.request(BusMessage(method: method.rawValue, payload: request.encoded()), timeout: timeout ?? self.timeout)
         } catch {
             switch error.kind {
-            case .timeout: throw .notResponding(dataDirectory: dataDirectory, after: timeout ?? self.timeout)
+            // On ipc, a deadline with no connection at all (a stale socket file after
+            // kill -9) is serviceUnavailable; to a person both mean lnpd is not answering.
+            case .timeout, .serviceUnavailable: throw .notResponding(dataDirectory: dataDirectory, after: timeout ?? self.timeout)
             case let .remote(code, message): throw .remote(code: RPCErrorCode(rawValue: code), message: message)
             default: throw .bus(error.description)
             }
