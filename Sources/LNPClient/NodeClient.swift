@@ -118,8 +118,25 @@ public enum FrontDoor {
         return endpoint.hasPrefix("ipc://") ? String(endpoint.dropFirst(6)) : endpoint
     }
 
+    /// The socket file exists and an lnpd holds the data directory's instance lock. After
+    /// kill -9 the socket file stays behind but the lock is gone with the process.
     public static func isPresent(dataDirectory: String) -> Bool {
-        access(socketPath(dataDirectory: dataDirectory), F_OK) == 0
+        guard access(socketPath(dataDirectory: dataDirectory), F_OK) == 0 else { return false }
+        // lnpd (all services) or `lnpd --service lnpd` holds one of these for its lifetime.
+        return ["lnpd.lock", "lnpd-lnpd.lock"].contains { isLocked(dataDirectory + "/" + $0) }
+    }
+
+    /// Asks whether a POSIX record lock is held, without taking it: a probe that took the
+    /// lock, however briefly, could make a starting lnpd believe another one is running.
+    private static func isLocked(_ path: String) -> Bool {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var query = flock()
+        query.l_type = Int16(F_WRLCK)
+        query.l_whence = Int16(SEEK_SET)
+        guard fcntl(descriptor, F_GETLK, &query) == 0 else { return false }
+        return query.l_type != Int16(F_UNLCK)
     }
 }
 

@@ -98,14 +98,18 @@ struct LNPD: AsyncParsableCommand {
     }
 }
 
-/// One lnpd per data directory (per service): an exclusive flock held for the process's life.
+/// One lnpd per data directory (per service): a POSIX write lock held for the process's
+/// life. lnp-cli tests it with F_GETLK (without taking it) to tell "not running" at once.
 final class InstanceLock {
     private let descriptor: Int32
 
     init?(path: String) {
         descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return nil }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        guard fcntl(descriptor, F_SETLK, &lock) == 0 else {
             close(descriptor)
             return nil
         }
