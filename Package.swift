@@ -83,7 +83,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
-        .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto"]),
+        .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "LNPRPCTests",
             dependencies: ["LNPRPC", "LNPCrypto", "LNPWire"]

@@ -124,7 +124,7 @@ public enum FramesTarget {
         _ input: inout FuzzInput, _ state: (encoder: CipherState, decoder: CipherState), _ initialFormat: FrameFormat,
         _ limit: Int, _ pattern: [UInt8], _ zeroCopy: Bool
     ) {
-        let planned = planMessages(&input, byteBudget: 200_000)
+        let planned = planMessages(&input)
         var encoder = FrameEncoder(cipher: state.encoder, format: initialFormat)
         // Frame everything first, recording the format each frame was written in.
         var stream: [UInt8] = []

@@ -194,7 +194,7 @@ public enum SessionTarget {
         var connection = connections[Int(options & 1) * 2 + Int(options >> 1 & 1)]
         let ourInit = connection.responder.localInit
         let limit = connection.responder.maximumMessageLength
-        let planned = planMessages(&input, maximumMessages: 32, byteBudget: 200_000)
+        let planned = planMessages(&input, maximumMessages: 32)
         guard !planned.isEmpty else { return }
 
         // The initiator frames the messages the way a correct peer would: its init first,

@@ -125,7 +125,7 @@ struct PlannedMessage {
     var switchFormatAfter: Bool { control & 0x20 != 0 }
 }
 
-func planMessages(_ input: inout FuzzInput, maximumMessages: Int = 64, byteBudget: Int = 400_000) -> [PlannedMessage] {
+func planMessages(_ input: inout FuzzInput, maximumMessages: Int = 64, byteBudget: Int = 150_000) -> [PlannedMessage] {
     var messages: [PlannedMessage] = []
     var budget = byteBudget
     while !input.isAtEnd, messages.count < maximumMessages {
@@ -136,7 +136,7 @@ func planMessages(_ input: inout FuzzInput, maximumMessages: Int = 64, byteBudge
         budget -= length
         var bytes = input.take(length)
         if bytes.count < length {
-            bytes += repeatElement(control, count: length - bytes.count)
+            bytes += [UInt8](repeating: control, count: length - bytes.count)
         }
         messages.append(PlannedMessage(bytes: bytes, control: control))
     }
