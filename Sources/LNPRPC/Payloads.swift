@@ -18,8 +18,7 @@ public struct NodeInfo: RPCPayload, Equatable {
 
     public func encode(into writer: inout WireWriter) {
         writer.writeNodeID(nodeID)
-        writer.writeU32(UInt32(listen.count))
-        for address in listen { writer.writeString(address) }
+        StringList(listen).encode(into: &writer)
         writer.writeString(version)
         writer.writeU32(peerCount)
         writer.writeOptionalString(onion)
@@ -27,13 +26,29 @@ public struct NodeInfo: RPCPayload, Equatable {
 
     public init(from reader: inout WireReader) throws(WireError) {
         nodeID = try reader.readNodeID(field: "node_id")
-        let count = Int(try reader.readU32(field: "listen.count"))
-        guard count <= 1_024 else { throw WireError(.invalidValue("\(count) listen addresses"), offset: reader.offset, context: "listen") }
-        listen = []
-        for _ in 0..<count { listen.append(try reader.readString(field: "listen")) }
+        listen = try StringList(from: &reader).values
         version = try reader.readString(field: "version")
         peerCount = try reader.readU32(field: "peer_count")
         onion = try reader.readOptionalString(field: "onion")
+    }
+}
+
+/// A list of short strings (peerd's listen addresses).
+public struct StringList: RPCPayload, Equatable {
+    public var values: [String]
+    public init(_ values: [String]) { self.values = values }
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU32(UInt32(values.count))
+        for value in values { writer.writeString(value) }
+    }
+    public init(from reader: inout WireReader) throws(WireError) {
+        let count = Int(try reader.readU32(field: "strings.count"))
+        // Each string takes at least its 2-byte length.
+        guard count <= reader.remaining / 2 else {
+            throw WireError(.invalidValue("\(count) strings"), offset: reader.offset, context: "strings")
+        }
+        values = []
+        for _ in 0..<count { values.append(try reader.readString(field: "string")) }
     }
 }
 

@@ -31,10 +31,7 @@ public final class FrontDoorService: Sendable {
             Task {
                 do {
                     let listenReply = try await peers.request(BusMessage(method: PeerMethod.listenAddresses.rawValue, payload: []), timeout: .seconds(5))
-                    var reader = WireReader(listenReply)
-                    let count = Int(try reader.readU32(field: "count"))
-                    var listen: [String] = []
-                    for _ in 0..<min(count, 1_024) { listen.append(try reader.readString(field: "listen")) }
+                    let listen = try StringList.decode(listenReply).values
                     let peerList = try PeerList.decode(try await peers.request(BusMessage(method: PeerMethod.peers.rawValue, payload: []), timeout: .seconds(5)))
                     let connected = UInt32(peerList.peers.filter(\.connected).count)
                     responder.reply(NodeInfo(nodeID: nodeID, listen: listen, version: version, peerCount: connected).encoded())

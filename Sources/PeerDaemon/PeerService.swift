@@ -182,11 +182,7 @@ public final class PeerService: Sendable {
                     responder.fail(code: RPCErrorCode.notConnected.rawValue, message: "\(request.nodeID.hex) is not connected: \(error)")
                 }
             case .listenAddresses:
-                var writer = WireWriter()
-                let addresses = bound()
-                writer.writeU32(UInt32(addresses.count))
-                for address in addresses { writer.writeString(address) }
-                responder.reply(writer.bytes)
+                responder.reply(StringList(bound()).encoded())
             case nil:
                 responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "peerd has no method \(message.method)")
             }

@@ -25,6 +25,10 @@ import Testing
         #expect(try PeerSendRequest.decode(peerSend.encoded()) == peerSend)
         #expect(try PingRequest.decode(PingRequest(nodeID: key, pongBytes: 10).encoded()) == PingRequest(nodeID: key, pongBytes: 10))
         #expect(try PeerDisconnectedEvent.decode(PeerDisconnectedEvent(nodeID: key, reason: "bye").encoded()).reason == "bye")
+        #expect(try StringList.decode(StringList(["127.0.0.1:9735", "[::1]:9735", ""]).encoded()) == StringList(["127.0.0.1:9735", "[::1]:9735", ""]))
+        var lyingList = WireWriter()
+        lyingList.writeU32(1_000_000)
+        #expect(throws: WireError.self) { try StringList.decode(lyingList.bytes) }
     }
 
     @Test func malformedPayloadsAreTypedErrorsNotTraps() {
