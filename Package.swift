@@ -87,6 +87,9 @@ let package = Package(
         .testTarget(name: "LNPTransportTCPTests", dependencies: ["LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire", "LNPSession",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "LNPTransportTorTests", dependencies: ["LNPTransportTor", "LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire",
+                "LNPSession", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
