@@ -77,7 +77,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
                 path: "Transports/TCP"),
-        .target(name: "LNPTransportTor", dependencies: ["LNPTransport", "LNPTransportTCP", "LNPCrypto",
+        .target(name: "LNPTransportTor", dependencies: ["LNPTransport", "LNPTransportTCP", "LNPCrypto", "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto")],
@@ -87,6 +87,9 @@ let package = Package(
         .testTarget(name: "LNPTransportTCPTests", dependencies: ["LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire", "LNPSession",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "LNPTransportTorTests", dependencies: ["LNPTransportTor", "LNPTransport", "LNPCrypto",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
