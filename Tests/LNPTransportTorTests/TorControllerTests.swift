@@ -140,7 +140,9 @@ import Testing
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             try await controller.authenticate()
+            let addStarted = ContinuousClock.now
             let first = try await controller.addOnion(key: nil, virtualPort: 9735, target: "127.0.0.1:9735")
+            print("ADD_ONION NEW:ED25519-V3 answered in \(ContinuousClock.now - addStarted)")
             #expect(first.isNewKey)
             #expect(first.key.serviceID == first.serviceID)
             #expect(first.serviceID.utf8.count == 56)

@@ -82,14 +82,63 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             #expect(try await again.version().hasPrefix("0.4."))
             await again.close()
 
+            // Dying young again doubles the delay before the next restart.
+            kill(secondPID, SIGKILL)
+            let exitedAgain = try await recorder.waitFor("the second exit report") {
+                if case .exitedUnexpectedly(secondPID, _, _) = $0 { true } else { false }
+            }
+            #expect(exitedAgain == .exitedUnexpectedly(pid: secondPID, status: "was killed by signal 9", restartIn: .milliseconds(200)))
+            let third = try await recorder.waitFor("the second restart") {
+                if case let .started(pid, _) = $0 { pid != firstPID && pid != secondPID } else { false }
+            }
+            guard case let .started(thirdPID, _) = third else { return }
+            #expect(!isAlive(secondPID))
+
             let stopStarted = ContinuousClock.now
             await launcher.stop()
             print("tor launcher: stopped in \(ContinuousClock.now - stopStarted)")
-            #expect(!isAlive(secondPID))
+            #expect(!isAlive(thirdPID))
             #expect(launcher.pid == nil)
             _ = try await recorder.waitFor("the stop report") { $0 == .stopped }
             // Stopping is not an unexpected exit: no restart follows.
-            #expect(recorder.all.filter { if case .exitedUnexpectedly = $0 { true } else { false } }.count == 1)
+            #expect(recorder.all.filter { if case .exitedUnexpectedly = $0 { true } else { false } }.count == 2)
+        } catch {
+            await launcher.stop()
+            throw error
+        }
+    }
+
+    @Test func aFailedRestartIsReportedAndRetried() async throws {
+        let directory = makeTemporaryDirectory("launcher-retry")
+        defer { removeTemporaryDirectory(directory) }
+        var config = configuration(directory)
+        config.initialRestartDelay = .milliseconds(300)
+        let launcher = TorLauncher(configuration: config)
+        let recorder = LauncherEventRecorder(launcher)
+        do {
+            _ = try await launcher.start()
+            let firstPID = try #require(launcher.pid)
+            // A directory where the torrc must be written: the next launch cannot prepare it.
+            let torrc = directory + "/tor/torrc"
+            unlink(torrc)
+            mkdir(torrc, 0o700)
+            try Data("x".utf8).write(to: URL(fileURLWithPath: torrc + "/blocker"))
+            kill(firstPID, SIGKILL)
+            let failed = try await recorder.waitFor("the failed restart") {
+                if case .restartFailed = $0 { true } else { false }
+            }
+            guard case let .restartFailed(error, retryIn) = failed, case .cannotPrepareDirectory = error else {
+                Issue.record("expected cannotPrepareDirectory, got \(failed)")
+                await launcher.stop()
+                return
+            }
+            #expect(retryIn == .milliseconds(600))
+            try FileManager.default.removeItem(atPath: torrc)
+            _ = try await recorder.waitFor("the restart after the failure") {
+                if case let .started(pid, _) = $0 { pid != firstPID } else { false }
+            }
+            #expect(launcher.pid != nil && launcher.pid != firstPID)
+            await launcher.stop()
         } catch {
             await launcher.stop()
             throw error

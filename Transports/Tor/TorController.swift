@@ -120,6 +120,13 @@ public final class TorController: Sendable {
         return .connectFailed(host: host, port: port, reason: "\(causes.first ?? error)")
     }
 
+    /// A controller dropped without `close()` must not keep its connection (and with it
+    /// every onion service it added without `detach`) alive.
+    deinit {
+        end.closedByController()
+        channel.close(promise: nil)
+    }
+
     /// Closes the connection; commands still waiting fail with `closedByController`.
     public func close() async {
         end.closedByController()
@@ -397,10 +404,5 @@ public final class TorController: Sendable {
               id.utf8.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "2")...UInt8(ascii: "7")).contains($0) })
         else { throw .invalidArgument("'\(serviceID.prefix(70))' is not an onion service id") }
         _ = try await sendExpectingSuccess("DEL_ONION " + id, name: "DEL_ONION")
-    }
-
-    /// TAKEOWNERSHIP: tor exits when this connection closes (for a tor the node started).
-    public func takeOwnership() async throws(TorControlError) {
-        _ = try await sendExpectingSuccess("TAKEOWNERSHIP", name: "TAKEOWNERSHIP")
     }
 }

@@ -237,7 +237,11 @@ public final class TorLauncher: Sendable {
             executable = try Self.findOnPath("tor")
         }
         try prepareDirectory()
+        // Tor may open its control port (and write the port file) before it writes the new
+        // cookie: a stale port file or cookie from the previous run must not be taken for
+        // this run's.
         unlink(config.controlPortFile)
+        unlink(config.cookiePath)
         let process = try TorProcess.spawn(executable: executable,
                                            arguments: ["-f", config.torrcPath, "--defaults-torrc", "/dev/null"],
                                            outputPath: config.logPath)
