@@ -170,6 +170,48 @@ import Testing
         }
     }
 
+    @Test func persistentOnionKeepsItsNameAcrossConnections() async throws {
+        try await withTor(.cookie) { tor in
+            let keyDirectory = tor.directory + "/node"
+            mkdir(keyDirectory, 0o700)
+            let endpoint = TorControlEndpoint(host: "127.0.0.1", port: tor.controlPort, cookiePath: tor.cookiePath)
+            // A first start: tor makes the key, it is stored.
+            let first = try await TorController.connect(to: endpoint)
+            let created = try await first.addPersistentOnion(keyDirectory: keyDirectory, virtualPort: 9735, target: "127.0.0.1:9735")
+            #expect(created.isNewKey)
+            #expect(access(keyDirectory + "/onion_v3.key", F_OK) == 0)
+            // Closing the connection removes a service added without `detach`…
+            await first.close()
+            // …so a restarted node adds it again, from the stored key, under the same name.
+            let second = try await TorController.connect(to: endpoint)
+            defer { Task { await second.close() } }
+            var again: OnionService?
+            let deadline = ContinuousClock.now + .seconds(5)
+            while again == nil {
+                do {
+                    again = try await second.addPersistentOnion(keyDirectory: keyDirectory, virtualPort: 9735, target: "127.0.0.1:9735")
+                } catch let error as TorControlError {
+                    // Tor removes the first connection's service when it notices the close.
+                    guard case .rejected(_, 550, _) = error, ContinuousClock.now < deadline else { throw error }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(again?.serviceID == created.serviceID)
+            #expect(again?.isNewKey == false)
+
+            // A key directory that cannot hold the key: the new service is not left behind.
+            let error = await expectFailure { () async throws(TorControlError) in
+                try await second.addPersistentOnion(keyDirectory: tor.directory + "/missing", virtualPort: 1, target: "127.0.0.1:1")
+            }
+            guard case .onionKey(.cannotWrite) = error else {
+                Issue.record("expected a key-writing error, got \(String(describing: error))")
+                return
+            }
+            let current = try await second.getInfo(["onions/current"])["onions/current"]
+            #expect(current == created.serviceID, "only the stored service remains: \(String(describing: current))")
+        }
+    }
+
     @Test func delOnionOfUnknownOrMalformedID() async throws {
         try await withTor(.cookie) { tor in
             let controller = try await connect(tor)

@@ -20,6 +20,8 @@ public enum TorControlError: Error, Equatable, Sendable, CustomStringConvertible
     case unexpectedReply(command: String, reason: String)
     case invalidArgument(String)
     case serviceIDMismatch(expected: String, got: String)
+    /// The node's stored onion service key could not be read or written.
+    case onionKey(OnionServiceKeyError)
 
     public var description: String {
         switch self {
@@ -55,6 +57,8 @@ public enum TorControlError: Error, Equatable, Sendable, CustomStringConvertible
             "invalid control command argument: \(reason)"
         case let .serviceIDMismatch(expected, got):
             "tor named the onion service \(got), but its key belongs to \(expected)"
+        case let .onionKey(error):
+            error.description
         }
     }
 

@@ -106,6 +106,18 @@ public final class TorController: Sendable {
                              configuration: configuration, end: end)
     }
 
+    /// Connects to `endpoint` and authenticates (cookie from the endpoint, or `password`):
+    /// what the node does with a tor it launched or one the operator configured.
+    public static func connect(
+        to endpoint: TorControlEndpoint, password: String? = nil, timeout: Duration = .seconds(5),
+        configuration: Configuration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(TorControlError) -> TorController {
+        let controller = try await connect(host: endpoint.host, port: endpoint.port, timeout: timeout,
+                                           configuration: configuration, group: group)
+        try await controller.authenticate(cookiePath: endpoint.cookiePath, password: password)
+        return controller
+    }
+
     private static func connectError(_ error: any Error, host: String, port: Int, timeout: Duration) -> TorControlError {
         var causes: [any Error] = [error]
         if let multiple = error as? NIOConnectionError {
@@ -395,6 +407,30 @@ public final class TorController: Sendable {
         // would make the node advertise an address it cannot be reached at.
         guard serviceKey.serviceID == serviceID else { throw .serviceIDMismatch(expected: serviceKey.serviceID, got: serviceID) }
         return OnionService(serviceID: serviceID, key: serviceKey, isNewKey: key == nil)
+    }
+
+    /// The node's onion service with its lasting name: the key in
+    /// `keyDirectory/onion_v3.key` when there is one, else a new key from tor, stored
+    /// there before this returns, so every later start publishes the same .onion. If the
+    /// new key cannot be stored the service is removed again and the error thrown: a node
+    /// whose address changes on every restart is worse than one that says why it has none.
+    public func addPersistentOnion(keyDirectory: String, virtualPort: UInt16, target: String,
+                                   detach: Bool = false) async throws(TorControlError) -> OnionService {
+        let stored: OnionServiceKey?
+        do {
+            stored = try OnionServiceKey.load(fromDirectory: keyDirectory)
+        } catch {
+            throw .onionKey(error)
+        }
+        let service = try await addOnion(key: stored, virtualPort: virtualPort, target: target, detach: detach)
+        guard service.isNewKey else { return service }
+        do {
+            try service.key.save(toDirectory: keyDirectory)
+        } catch {
+            try? await delOnion(service.serviceID)
+            throw .onionKey(error)
+        }
+        return service
     }
 
     /// DEL_ONION: removes an onion service this connection (or a detached one) added.

@@ -143,7 +143,7 @@ public final class TorLauncher: Sendable {
         guard mayStart else { throw .alreadyStarted }
         do {
             let (process, endpoint) = try await launch()
-            try adopt(process, endpoint: endpoint, delay: .zero)
+            try await adopt(process, endpoint: endpoint, delay: .zero)
             return endpoint
         } catch {
             state.withLockedValue { if case .launching = $0 { $0 = .idle } }
@@ -163,7 +163,11 @@ public final class TorLauncher: Sendable {
         case .stopped, .stopping: return
         case .idle, .launching, .running: break
         }
-        supervisor.withLockedValue { $0?.cancel() }
+        // A restart in progress ends (and stops the tor it may just have started) before
+        // stop() returns: no tor outlives it.
+        let restart = supervisor.withLockedValue { task in defer { task = nil }; return task }
+        restart?.cancel()
+        await restart?.value
         if case let .running(process, _, _, _) = previous {
             await process.terminate(within: configuration.stopTimeout)
         }
@@ -174,7 +178,7 @@ public final class TorLauncher: Sendable {
 
     // MARK: Supervision
 
-    private func adopt(_ process: TorProcess, endpoint: TorControlEndpoint, delay: Duration) throws(TorLaunchError) {
+    private func adopt(_ process: TorProcess, endpoint: TorControlEndpoint, delay: Duration) async throws(TorLaunchError) {
         let adopted = state.withLockedValue { state in
             guard case .launching = state else { return false }
             state = .running(process, endpoint, startedAt: .now, delay: delay)
@@ -182,7 +186,7 @@ public final class TorLauncher: Sendable {
         }
         guard adopted else {
             // stop() came while tor was starting.
-            process.kill(SIGKILL)
+            await process.terminate(within: configuration.stopTimeout)
             throw .stopped
         }
         eventSink.yield(.started(pid: process.pid, endpoint: endpoint))
@@ -216,7 +220,7 @@ public final class TorLauncher: Sendable {
             guard !Task.isCancelled, case .launching = state.withLockedValue({ $0 }) else { return }
             do {
                 let (process, endpoint) = try await launch()
-                try adopt(process, endpoint: endpoint, delay: delay)
+                try await adopt(process, endpoint: endpoint, delay: delay)
                 return
             } catch {
                 if case .stopped = error { return }
