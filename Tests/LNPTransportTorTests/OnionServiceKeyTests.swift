@@ -42,8 +42,8 @@ import Testing
     }
 
     @Test func savedOnceLoadedOnEveryStart() throws {
-        let directory = makeTemporaryDirectory("key")
-        defer { removeTemporaryDirectory(directory) }
+        let directory = makeTorControlTestDirectory("key")
+        defer { removeTorControlTestDirectory(directory) }
         #expect(try OnionServiceKey.load(fromDirectory: directory) == nil, "no key before the first start")
         let key = try OnionServiceKey(torKeyBlob: Self.torVectorBlob)
         try key.save(toDirectory: directory)
@@ -59,8 +59,8 @@ import Testing
     }
 
     @Test func refusesAWidelyReadableOrDamagedFile() throws {
-        let directory = makeTemporaryDirectory("key")
-        defer { removeTemporaryDirectory(directory) }
+        let directory = makeTorControlTestDirectory("key")
+        defer { removeTorControlTestDirectory(directory) }
         let path = directory + "/onion_v3.key"
         try OnionServiceKey(torKeyBlob: Self.torVectorBlob).save(toDirectory: directory)
         chmod(path, 0o644)

@@ -5,34 +5,25 @@ import Foundation
 @testable import LNPTransportTor
 import Testing
 
-struct FixtureTimedOut: Error, CustomStringConvertible {
+struct TorControlFixtureTimeout: Error, CustomStringConvertible {
     let what: String
     var description: String { "timed out waiting for \(what)" }
 }
 
-/// Lines that keep a tor offline but working: a directory authority at a port where
-/// nothing listens, so tor starts in well under a second, opens its SOCKS and control
-/// ports and runs onion services (it never publishes them), without touching the network.
-let offlineTorrcLines = [
-    "DirAuthority offline orport=1 no-v2 v3ident=0000000000000000000000000000000000000001 127.0.0.1:1 0000000000000000000000000000000000000002",
-    "ClientUseIPv6 0",
-    "AddressDisableIPv6 1",
-]
-
-/// A fresh temporary directory, removed by `removeTemporaryDirectory`.
-func makeTemporaryDirectory(_ label: String) -> String {
+/// A fresh temporary directory, removed by `removeTorControlTestDirectory`.
+func makeTorControlTestDirectory(_ label: String) -> String {
     var template = Array("/tmp/lnp-torctl-\(label)-XXXXXX".utf8CString)
     let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
     return path
 }
 
-func removeTemporaryDirectory(_ path: String) {
+func removeTorControlTestDirectory(_ path: String) {
     try? FileManager.default.removeItem(atPath: path)
 }
 
 /// A real tor, offline, with its control port on an automatic port and one way of
 /// authenticating. Started and stopped with the launcher's own `TorProcess` (one reaper
-/// thread per pid, signals only to that pid); `withTor` stops it whatever the test does,
+/// thread per pid, signals only to that pid); `withControlledTor` stops it whatever the test does,
 /// and tor also exits by itself if the test runner dies (`__OwningControllerProcess`).
 final class TorControlFixture: Sendable {
     enum Authentication {
@@ -40,6 +31,15 @@ final class TorControlFixture: Sendable {
         case password(String)
         case none
     }
+
+    /// Lines that keep a tor offline but working: a directory authority at a port where
+    /// nothing listens, so tor starts in well under a second, opens its SOCKS and control
+    /// ports and runs onion services (it never publishes them), without touching the network.
+    static let offlineTorrcLines = [
+        "DirAuthority offline orport=1 no-v2 v3ident=0000000000000000000000000000000000000001 127.0.0.1:1 0000000000000000000000000000000000000002",
+        "ClientUseIPv6 0",
+        "AddressDisableIPv6 1",
+    ]
 
     let directory: String
     let controlPort: Int
@@ -54,7 +54,7 @@ final class TorControlFixture: Sendable {
     }
 
     static func start(_ authentication: Authentication) async throws -> TorControlFixture {
-        let directory = makeTemporaryDirectory("fixture")
+        let directory = makeTorControlTestDirectory("fixture")
         var lines = [
             "DataDirectory \(directory)/data",
             "SocksPort auto",
@@ -86,8 +86,8 @@ final class TorControlFixture: Sendable {
             guard process.exitStatus == nil, ContinuousClock.now < deadline else {
                 let log = (try? String(contentsOfFile: directory + "/tor.log", encoding: .utf8)) ?? ""
                 await process.terminate(within: .seconds(5))
-                removeTemporaryDirectory(directory)
-                throw FixtureTimedOut(what: "tor's control port (log: \(log.suffix(400)))")
+                removeTorControlTestDirectory(directory)
+                throw TorControlFixtureTimeout(what: "tor's control port (log: \(log.suffix(400)))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -106,7 +106,7 @@ final class TorControlFixture: Sendable {
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)
         guard let hash = text.split(separator: "\n").last(where: { $0.hasPrefix("16:") }) else {
-            throw FixtureTimedOut(what: "a hashed password from tor --hash-password (got '\(text)')")
+            throw TorControlFixtureTimeout(what: "a hashed password from tor --hash-password (got '\(text)')")
         }
         return String(hash)
     }
@@ -115,12 +115,12 @@ final class TorControlFixture: Sendable {
     func stop() async {
         await process.terminate(within: .seconds(5))
         #expect(process.exitStatus != nil, "tor \(process.pid) must be gone")
-        removeTemporaryDirectory(directory)
+        removeTorControlTestDirectory(directory)
     }
 }
 
 /// Runs `body` with a started fixture and always stops it.
-func withTor<T>(_ authentication: TorControlFixture.Authentication,
+func withControlledTor<T>(_ authentication: TorControlFixture.Authentication,
                 _ body: (TorControlFixture) async throws -> T) async throws -> T {
     let tor = try await TorControlFixture.start(authentication)
     do {

@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func safeCookieAuthenticatesAndGetInfoParses() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             let info = try await controller.protocolInfo()
@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func cookieAuthenticatesWhenSafeCookieIsNotUsed() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             #expect(try await controller.authenticate(cookiePath: tor.cookiePath, password: nil, ignoring: [.safeCookie]) == .cookie)
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func wrongCookieContentsAreRejectedWithBothCookieMethods() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let forged = tor.directory + "/forged_cookie"
             try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: forged))
             for ignored: Set<TorAuthMethod> in [[], [.safeCookie]] {
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func missingCookieFileIsNamed() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             let missing = tor.directory + "/no-such-cookie"
             let error = await expectFailure { () async throws(TorControlError) in try await controller.authenticate(cookiePath: missing) }
@@ -89,7 +89,7 @@ import Testing
     }
 
     @Test func hashedPasswordRightWrongAndMissing() async throws {
-        try await withTor(.password("correct horse")) { tor in
+        try await withControlledTor(.password("correct horse")) { tor in
             let right = try await connect(tor)
             defer { Task { await right.close() } }
             #expect(try await right.authenticate(password: "correct horse") == .hashedPassword)
@@ -108,7 +108,7 @@ import Testing
     }
 
     @Test func nullAuthentication() async throws {
-        try await withTor(.none) { tor in
+        try await withControlledTor(.none) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             #expect(try await controller.authenticate(password: "ignored") == .null)
@@ -136,7 +136,7 @@ import Testing
     }
 
     @Test func onionServiceKeepsItsNameWithTheSavedKey() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             try await controller.authenticate()
@@ -171,7 +171,7 @@ import Testing
     }
 
     @Test func persistentOnionKeepsItsNameAcrossConnections() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let keyDirectory = tor.directory + "/node"
             mkdir(keyDirectory, 0o700)
             let endpoint = TorControlEndpoint(host: "127.0.0.1", port: tor.controlPort, cookiePath: tor.cookiePath)
@@ -213,7 +213,7 @@ import Testing
     }
 
     @Test func delOnionOfUnknownOrMalformedID() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             try await controller.authenticate()
@@ -235,7 +235,7 @@ import Testing
     }
 
     @Test func subscribedEventsArrive() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             defer { Task { await controller.close() } }
             try await controller.authenticate()
@@ -255,7 +255,7 @@ import Testing
     }
 
     @Test func closingTheControllerEndsTheEventStream() async throws {
-        try await withTor(.cookie) { tor in
+        try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)
             try await controller.authenticate()
             await controller.close()

@@ -22,7 +22,7 @@ final class LauncherEventRecorder: Sendable {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let event = all.first(where: matches) { return event }
-            guard ContinuousClock.now < deadline else { throw FixtureTimedOut(what: "\(what); events so far: \(all)") }
+            guard ContinuousClock.now < deadline else { throw TorControlFixtureTimeout(what: "\(what); events so far: \(all)") }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
@@ -31,14 +31,15 @@ final class LauncherEventRecorder: Sendable {
 private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
 @Suite struct TorLauncherTests {
-    private func configuration(_ directory: String, extra: [String] = offlineTorrcLines) -> TorLauncher.Configuration {
+    private func configuration(_ directory: String, extra: [String] = TorControlFixture.offlineTorrcLines) -> TorLauncher.Configuration {
         TorLauncher.Configuration(nodeDataDirectory: directory, extraTorrcLines: extra, startTimeout: .seconds(15),
                                   stopTimeout: .seconds(3), initialRestartDelay: .milliseconds(100))
     }
 
     @Test func startsRestartsAfterKillAndStops() async throws {
-        let directory = makeTemporaryDirectory("launcher")
-        defer { removeTemporaryDirectory(directory) }
+        // A space in the path: the generated torrc must quote it.
+        let directory = makeTorControlTestDirectory("launcher with space")
+        defer { removeTorControlTestDirectory(directory) }
         let launcher = TorLauncher(configuration: configuration(directory))
         let recorder = LauncherEventRecorder(launcher)
         do {
@@ -54,7 +55,7 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             #expect(stat(directory + "/tor", &status) == 0 && status.st_mode & 0o777 == 0o700)
             let torrc = try String(contentsOfFile: directory + "/tor/torrc", encoding: .utf8)
             #expect(torrc.contains("__OwningControllerProcess \(getpid())"))
-            #expect(torrc.contains(offlineTorrcLines[0]))
+            #expect(torrc.contains(TorControlFixture.offlineTorrcLines[0]))
 
             // The endpoint works: cookie authentication and the SOCKS port tor chose.
             let controller = try await TorController.connect(host: endpoint.host, port: endpoint.port)
@@ -109,8 +110,8 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
     }
 
     @Test func aFailedRestartIsReportedAndRetried() async throws {
-        let directory = makeTemporaryDirectory("launcher-retry")
-        defer { removeTemporaryDirectory(directory) }
+        let directory = makeTorControlTestDirectory("launcher-retry")
+        defer { removeTorControlTestDirectory(directory) }
         var config = configuration(directory)
         config.initialRestartDelay = .milliseconds(300)
         let launcher = TorLauncher(configuration: config)
@@ -146,9 +147,9 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
     }
 
     @Test func aTorrcErrorIsReportedWithTorsWords() async throws {
-        let directory = makeTemporaryDirectory("launcher-bad")
-        defer { removeTemporaryDirectory(directory) }
-        let launcher = TorLauncher(configuration: configuration(directory, extra: offlineTorrcLines + ["NoSuchOption 1"]))
+        let directory = makeTorControlTestDirectory("launcher-bad")
+        defer { removeTorControlTestDirectory(directory) }
+        let launcher = TorLauncher(configuration: configuration(directory, extra: TorControlFixture.offlineTorrcLines + ["NoSuchOption 1"]))
         defer { Task { await launcher.stop() } }
         do {
             _ = try await launcher.start()
@@ -165,8 +166,8 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
     }
 
     @Test func extraLinesCannotSmuggleLineBreaks() async throws {
-        let directory = makeTemporaryDirectory("launcher-line")
-        defer { removeTemporaryDirectory(directory) }
+        let directory = makeTorControlTestDirectory("launcher-line")
+        defer { removeTorControlTestDirectory(directory) }
         let launcher = TorLauncher(configuration: configuration(directory, extra: ["SocksPort 9050\nControlPort 9051"]))
         await #expect(throws: TorLaunchError.invalidExtraLine("SocksPort 9050\nControlPort 9051")) { try await launcher.start() }
     }
