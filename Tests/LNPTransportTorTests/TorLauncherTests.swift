@@ -76,6 +76,8 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
                 if case let .started(pid, _) = $0 { pid != firstPID } else { false }
             }
             guard case let .started(secondPID, secondEndpoint) = restarted else { return }
+            let previousLog = try String(contentsOfFile: directory + "/tor/tor.log.previous", encoding: .utf8)
+            #expect(previousLog.contains("Bootstrapped 0%"), "the killed tor's log is kept")
             #expect(launcher.pid == secondPID)
             #expect(isAlive(secondPID))
             let again = try await TorController.connect(host: secondEndpoint.host, port: secondEndpoint.port)

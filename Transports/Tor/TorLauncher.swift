@@ -246,6 +246,8 @@ public final class TorLauncher: Sendable {
         // this run's.
         unlink(config.controlPortFile)
         unlink(config.cookiePath)
+        // Each run's log starts empty; the previous run's (often the one that crashed) is kept once.
+        rename(config.logPath, config.logPath + ".previous")
         let process = try TorProcess.spawn(executable: executable,
                                            arguments: ["-f", config.torrcPath, "--defaults-torrc", "/dev/null"],
                                            outputPath: config.logPath)
