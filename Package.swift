@@ -77,7 +77,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
                 path: "Transports/TCP"),
-        .target(name: "LNPTransportTor", dependencies: ["LNPTransport", "LNPTransportTCP", "LNPCrypto",
+        .target(name: "LNPTransportTor", dependencies: ["LNPTransport", "LNPTransportTCP", "LNPCrypto", "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto")],
