@@ -13,7 +13,7 @@ public enum KeyMethod: UInt16, Sendable {
 
 /// peerd: connections to other nodes.
 public enum PeerMethod: UInt16, Sendable {
-    case connect = 1, disconnect, peers, ping, send, listenAddresses
+    case connect = 1, disconnect, peers, ping, send, listenAddresses, torStatus
 }
 
 public enum PeerEventType: UInt16, Sendable {

@@ -7,13 +7,15 @@ public struct NodeInfo: RPCPayload, Equatable {
     public var version: String
     public var peerCount: UInt32
     public var onion: String?
+    public var tor: TorStatus
 
-    public init(nodeID: PublicKey, listen: [String], version: String, peerCount: UInt32, onion: String? = nil) {
+    public init(nodeID: PublicKey, listen: [String], version: String, peerCount: UInt32, onion: String? = nil, tor: TorStatus = TorStatus()) {
         self.nodeID = nodeID
         self.listen = listen
         self.version = version
         self.peerCount = peerCount
         self.onion = onion
+        self.tor = tor
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -22,6 +24,7 @@ public struct NodeInfo: RPCPayload, Equatable {
         writer.writeString(version)
         writer.writeU32(peerCount)
         writer.writeOptionalString(onion)
+        tor.encode(into: &writer)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -30,6 +33,90 @@ public struct NodeInfo: RPCPayload, Equatable {
         version = try reader.readString(field: "version")
         peerCount = try reader.readU32(field: "peer_count")
         onion = try reader.readOptionalString(field: "onion")
+        tor = try TorStatus(from: &reader)
+    }
+}
+
+/// What peerd knows about its tor: how it is reached, bootstrap progress, the onion service.
+public struct TorStatus: RPCPayload, Equatable {
+    public enum State: UInt8, Sendable, CaseIterable {
+        /// The node does not use Tor.
+        case off = 0
+        /// Starting our tor, or connecting to the configured one.
+        case starting
+        /// tor runs and is bootstrapping (see `bootstrapProgress`).
+        case bootstrapping
+        /// Bootstrapped: onion peers can be reached.
+        case ready
+        /// The control connection is lost (tor stopped or restarting); the node retries.
+        case unavailable
+
+        public var name: String {
+            switch self {
+            case .off: "off"
+            case .starting: "starting"
+            case .bootstrapping: "bootstrapping"
+            case .ready: "ready"
+            case .unavailable: "unavailable"
+            }
+        }
+    }
+
+    public var state: State
+    /// "external" (a tor the user runs), "launched" (the node's own), or "" when off.
+    public var mode: String
+    /// 0–100, from tor's `status/bootstrap-phase`.
+    public var bootstrapProgress: UInt8
+    /// tor's bootstrap summary, or why tor is unavailable.
+    public var summary: String
+    public var socks: String?
+    /// `NAME.onion:PORT` once the onion service is added.
+    public var onion: String?
+    /// tor reported the onion's descriptor uploaded: other nodes can reach it.
+    public var onionReachable: Bool
+    public var torOnly: Bool
+
+    public init(state: State = .off, mode: String = "", bootstrapProgress: UInt8 = 0, summary: String = "", socks: String? = nil,
+                onion: String? = nil, onionReachable: Bool = false, torOnly: Bool = false) {
+        self.state = state
+        self.mode = mode
+        self.bootstrapProgress = bootstrapProgress
+        self.summary = summary
+        self.socks = socks
+        self.onion = onion
+        self.onionReachable = onionReachable
+        self.torOnly = torOnly
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.writeU8(state.rawValue)
+        writer.writeString(mode)
+        writer.writeU8(bootstrapProgress)
+        writer.writeString(summary)
+        writer.writeOptionalString(socks)
+        writer.writeOptionalString(onion)
+        writer.writeBool(onionReachable)
+        writer.writeBool(torOnly)
+    }
+
+    public init(from reader: inout WireReader) throws(WireError) {
+        let offset = reader.offset
+        let rawState = try reader.readU8(field: "tor.state")
+        guard let state = State(rawValue: rawState) else {
+            throw WireError(.invalidValue("tor state \(rawState)"), offset: offset, context: "tor.state")
+        }
+        self.state = state
+        mode = try reader.readString(field: "tor.mode")
+        let progressOffset = reader.offset
+        bootstrapProgress = try reader.readU8(field: "tor.bootstrap")
+        guard bootstrapProgress <= 100 else {
+            throw WireError(.invalidValue("bootstrap \(bootstrapProgress) %"), offset: progressOffset, context: "tor.bootstrap")
+        }
+        summary = try reader.readString(field: "tor.summary")
+        socks = try reader.readOptionalString(field: "tor.socks")
+        onion = try reader.readOptionalString(field: "tor.onion")
+        onionReachable = try reader.readBool(field: "tor.onion_reachable")
+        torOnly = try reader.readBool(field: "tor.tor_only")
     }
 }
 

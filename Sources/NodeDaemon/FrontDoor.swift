@@ -34,7 +34,8 @@ public final class FrontDoorService: Sendable {
                     let listen = try StringList.decode(listenReply).values
                     let peerList = try PeerList.decode(try await peers.request(BusMessage(method: PeerMethod.peers.rawValue, payload: []), timeout: .seconds(5)))
                     let connected = UInt32(peerList.peers.filter(\.connected).count)
-                    responder.reply(NodeInfo(nodeID: nodeID, listen: listen, version: version, peerCount: connected).encoded())
+                    let tor = try TorStatus.decode(try await peers.request(BusMessage(method: PeerMethod.torStatus.rawValue, payload: []), timeout: .seconds(5)))
+                    responder.reply(NodeInfo(nodeID: nodeID, listen: listen, version: version, peerCount: connected, onion: tor.onion, tor: tor).encoded())
                 } catch {
                     responder.fail(code: RPCErrorCode.internalError.rawValue, message: "peerd did not answer: \(error)")
                 }

@@ -67,7 +67,8 @@ public final class Node: Sendable {
             let keyAgreement = try await RemoteKeyAgreement(client: keyClient)
             let store = try store()
             let peers = try PeerService(context: context, layout: layout,
-                                        configuration: .init(listen: configuration.listen, connect: configuration.connect),
+                                        configuration: .init(listen: configuration.listen, connect: configuration.connect,
+                                                             tor: configuration.tor, dataDirectory: directory),
                                         keyAgreement: keyAgreement, store: store, logger: logger)
             try await peers.start()
             push { await peers.close() }

@@ -1,5 +1,6 @@
 import Foundation
 import LNPTransport
+import PeerDaemon
 
 /// Everything lnpd needs to start, resolved from flags and `lnpd.conf` in the data
 /// directory. The config file takes the same options as the command line, one
@@ -11,9 +12,12 @@ public struct NodeConfiguration: Sendable {
     public var connect: [PeerAddress]
     public var keyPassphrase: String?
     public var logLevel: String
+    public var tor: TorSettings
 
     public static let configFileName = "lnpd.conf"
     public static let defaultListen = "0.0.0.0:9735"
+    /// With `--tor-only` nothing listens on a public interface: tor reaches us on loopback.
+    public static let defaultTorOnlyListen = "127.0.0.1:9735"
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -26,14 +30,27 @@ public struct NodeConfiguration: Sendable {
         public var connect: [String] = []
         public var keyPassphraseFile: String?
         public var logLevel: String?
+        public var torSocks: String?
+        public var torControl: String?
+        public var torCookie: String?
+        public var torPassword: String?
+        /// Switches: true when given on the command line; false means "not given".
+        public var onion = false
+        public var torOnly = false
+        public var torLaunch = false
+        public var noTor = false
         public init() {}
     }
 
-    public static let fileOptions: Set<String> = ["listen", "connect", "key-passphrase-file", "log-level"]
+    public static let fileOptions: Set<String> = [
+        "listen", "connect", "key-passphrase-file", "log-level",
+        "tor-socks", "tor-control", "tor-cookie", "tor-password", "onion", "tor-only", "tor-launch", "no-tor",
+    ]
 
     public static func resolve(dataDirectory: String, flags: Flags, environment: [String: String]) throws(Failure) -> NodeConfiguration {
         let file = try readConfigFile(dataDirectory + "/" + configFileName)
-        let listenStrings = !flags.listen.isEmpty ? flags.listen : (file["listen"] ?? [defaultListen])
+        let tor = try resolveTor(flags: flags, file: file, environment: environment)
+        let listenStrings = !flags.listen.isEmpty ? flags.listen : (file["listen"] ?? [tor.torOnly ? defaultTorOnlyListen : defaultListen])
         let connectStrings = !flags.connect.isEmpty ? flags.connect : (file["connect"] ?? [])
         var listen: [ListenAddress] = []
         for text in listenStrings {
@@ -42,6 +59,20 @@ public struct NodeConfiguration: Sendable {
         var connect: [PeerAddress] = []
         for text in connectStrings {
             do { connect.append(try PeerAddress(parsing: text)) } catch { throw Failure("--connect \(text): \(error.description)") }
+        }
+        if tor.torOnly {
+            for address in listen {
+                guard case let .tcp(host, _) = address.location, isLoopback(host) else {
+                    throw Failure("--listen \(address): with --tor-only the node listens on loopback only (e.g. 127.0.0.1:9735); tor brings the onion's connections there")
+                }
+            }
+            for address in connect {
+                guard case let .tcp(host, _) = address.location, host.isOnion else {
+                    throw Failure("--connect \(address): with --tor-only only .onion peers can be reached; clearnet addresses are refused")
+                }
+            }
+        } else if !tor.isEnabled, let onionPeer = connect.first(where: { if case let .tcp(host, _) = $0.location { host.isOnion } else { false } }) {
+            throw Failure("--connect \(onionPeer): reaching an onion service needs tor (--tor-socks, --tor-control or --tor-launch)")
         }
         var passphrase = environment["LNP_KEY_PASSPHRASE"]
         if let path = flags.keyPassphraseFile ?? file["key-passphrase-file"]?.last {
@@ -54,7 +85,92 @@ public struct NodeConfiguration: Sendable {
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw Failure("unknown log level \"\(logLevel)\" (trace, debug, info, notice, warning, error, critical)")
         }
-        return NodeConfiguration(dataDirectory: dataDirectory, listen: listen, connect: connect, keyPassphrase: passphrase, logLevel: logLevel)
+        return NodeConfiguration(dataDirectory: dataDirectory, listen: listen, connect: connect, keyPassphrase: passphrase, logLevel: logLevel,
+                                 tor: tor)
+    }
+
+    static func isLoopback(_ host: LNPTransport.Host) -> Bool {
+        switch host {
+        case let .ipv4(bytes): bytes.first == 127
+        case let .ipv6(bytes): bytes == [UInt8](repeating: 0, count: 15) + [1]
+        case let .dns(name): name == "localhost"
+        case .onion: false
+        }
+    }
+
+    /// A switch is on when given as a flag, or as `NAME = true` in the file.
+    static func switchValue(_ name: String, flag: Bool, file: [String: [String]]) throws(Failure) -> Bool {
+        if flag { return true }
+        guard let text = file[name]?.last else { return false }
+        switch text.lowercased() {
+        case "true", "yes", "1", "on": return true
+        case "false", "no", "0", "off": return false
+        default: throw Failure("\(configFileName): \(name) = \(text): expected true or false")
+        }
+    }
+
+    static func resolveTor(flags: Flags, file: [String: [String]], environment: [String: String]) throws(Failure) -> TorSettings {
+        var tor = TorSettings()
+        let noTor = try switchValue("no-tor", flag: flags.noTor, file: file)
+        let launch = try switchValue("tor-launch", flag: flags.torLaunch, file: file)
+        tor.publishOnion = try switchValue("onion", flag: flags.onion, file: file)
+        tor.torOnly = try switchValue("tor-only", flag: flags.torOnly, file: file)
+        tor.cookiePath = flags.torCookie ?? file["tor-cookie"]?.last
+        tor.password = flags.torPassword ?? file["tor-password"]?.last
+        let socksText = flags.torSocks ?? file["tor-socks"]?.last
+        let controlText = flags.torControl ?? file["tor-control"]?.last
+        var socks: TorEndpoint?
+        var control: TorEndpoint?
+        do throws(AddressError) {
+            socks = try socksText.map { text throws(AddressError) in try TorEndpoint(parsing: text) }
+        } catch {
+            throw Failure("--tor-socks \(socksText ?? ""): \(error.description)")
+        }
+        do throws(AddressError) {
+            control = try controlText.map { text throws(AddressError) in try TorEndpoint(parsing: text) }
+        } catch {
+            throw Failure("--tor-control \(controlText ?? ""): \(error.description)")
+        }
+        if let cookie = tor.cookiePath, !FileManager.default.isReadableFile(atPath: cookie) {
+            throw Failure("--tor-cookie \(cookie): cannot read that file (tor writes it when CookieAuthentication is 1)")
+        }
+
+        if noTor {
+            let conflicting = [("--tor-launch", launch), ("--onion", tor.publishOnion), ("--tor-only", tor.torOnly),
+                               ("--tor-socks", socks != nil), ("--tor-control", control != nil)].filter(\.1).map(\.0)
+            if !conflicting.isEmpty {
+                throw Failure("--no-tor cannot be combined with \(conflicting.joined(separator: ", "))")
+            }
+            return tor
+        }
+        if launch && (socks != nil || control != nil) {
+            throw Failure("--tor-launch starts the node's own tor, so it cannot be combined with --tor-socks or --tor-control")
+        }
+        if socks != nil || control != nil {
+            tor.source = .external(socks: socks, control: control)
+        } else if let binary = findExecutable("tor", environment: environment) {
+            tor.source = .launch(torBinary: binary, implicit: !launch)
+        } else if launch || tor.publishOnion || tor.torOnly {
+            throw Failure("tor is not installed (no `tor` on PATH): install it (apt-get install tor) or point the node at a running tor with --tor-socks/--tor-control")
+        }
+        if tor.publishOnion && !tor.usesControlPort {
+            throw Failure("--onion needs tor's control port to publish the onion service: give --tor-control HOST:PORT (or use --tor-launch)")
+        }
+        return tor
+    }
+
+    /// The first executable NAME in PATH or the sbin folders (or LNP_TOR_BINARY for tor).
+    static func findExecutable(_ name: String, environment: [String: String]) -> String? {
+        if name == "tor", let explicit = environment["LNP_TOR_BINARY"], !explicit.isEmpty {
+            return FileManager.default.isExecutableFile(atPath: explicit) ? explicit : nil
+        }
+        // Debian installs tor in /usr/sbin, which a normal user's PATH often lacks.
+        let path = (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin"
+        for directory in path.split(separator: ":") where !directory.isEmpty {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
     }
 
     /// Parses `lnpd.conf`; a missing file is an empty configuration.

@@ -17,9 +17,14 @@ public final class PeerService: Sendable {
     public struct Configuration: Sendable {
         public var listen: [ListenAddress]
         public var connect: [PeerAddress]
-        public init(listen: [ListenAddress], connect: [PeerAddress]) {
+        public var tor: TorSettings
+        /// Holds the onion service key and the node's own tor.
+        public var dataDirectory: String
+        public init(listen: [ListenAddress], connect: [PeerAddress], tor: TorSettings = TorSettings(), dataDirectory: String) {
             self.listen = listen
             self.connect = connect
+            self.tor = tor
+            self.dataDirectory = dataDirectory
         }
     }
 
@@ -34,6 +39,7 @@ public final class PeerService: Sendable {
     private let configuration: Configuration
     private let inbound: InboundBatcher
     private let boundAddresses = LockedValue<[String]>([])
+    private let tor: TorSupervisor?
 
     public init(context: BusContext, layout: BusLayout, configuration: Configuration, keyAgreement: any StaticKeyAgreement,
                 store: MessageStore, logger: Logger) throws {
@@ -47,6 +53,16 @@ public final class PeerService: Sendable {
             localInit: InitMessage(features: Self.localFeatures),
             listen: configuration.listen.filter { $0.linkKind == .stream })
         transportConfiguration.handshakeTimeout = .seconds(10)
+        let transportBox = LockedValue<TCPTransport?>(nil)
+        let tor = configuration.tor.isEnabled
+            ? TorSupervisor(settings: configuration.tor, dataDirectory: configuration.dataDirectory, logger: logger) {
+                transportBox.withValue { $0 }?.redialNow { address in
+                    if case let .tcp(host, _) = address.location { host.isOnion } else { false }
+                }
+            }
+            : nil
+        self.tor = tor
+        transportConfiguration.dialer = NodeDialer(settings: configuration.tor, tor: tor)
         let serverBox = LockedValue<BusServer?>(nil)
         let inbound = InboundBatcher { event in serverBox.withValue { $0?.publish(event) } }
         self.inbound = inbound
@@ -54,9 +70,11 @@ public final class PeerService: Sendable {
             Self.forward(event, inbound: inbound, logger: logger)
         }
         let transport = self.transport
+        transportBox.withValue { $0 = transport }
         let listen = boundAddresses
         server = try BusServer(context: context, layout: layout, name: .peerd) { message, responder in
-            Self.handle(message, responder: responder, transport: transport, store: store, logger: logger, bound: { listen.withValue { $0 } })
+            Self.handle(message, responder: responder, transport: transport, store: store, logger: logger, bound: { listen.withValue { $0 } },
+                        torStatus: { tor?.status ?? TorStatus() })
         }
         serverBox.withValue { $0 = server }
     }
@@ -66,6 +84,27 @@ public final class PeerService: Sendable {
         let bound = try await transport.start()
         let addresses = bound.map { Self.describe($0) }
         boundAddresses.withValue { $0 = addresses }
+        if let tor {
+            var onion: TorSupervisor.OnionTarget?
+            if configuration.tor.publishOnion {
+                guard let listener = bound.first(where: { $0.port != nil }), let port = listener.port, let virtualPort = UInt16(exactly: port) else {
+                    throw TorSupervisor.Failure(description: "--onion needs a TCP listen address to publish")
+                }
+                // tor connects to the listener from this host: loopback for a wildcard bind.
+                let ip = listener.ipAddress ?? "127.0.0.1"
+                let target: String = switch listener {
+                case .v6: ip == "::" ? "[::1]:\(port)" : "[\(ip)]:\(port)"
+                default: ip == "0.0.0.0" ? "127.0.0.1:\(port)" : "\(ip):\(port)"
+                }
+                onion = .init(virtualPort: virtualPort, target: target)
+            }
+            do {
+                try await tor.start(onion: onion)
+            } catch {
+                await transport.shutdown()
+                throw error
+            }
+        }
         let transport = self.transport, store = self.store, logger = self.logger
         try server.start()
         var dial = configuration.connect
@@ -86,6 +125,7 @@ public final class PeerService: Sendable {
     }
 
     public func close() async {
+        await tor?.stop()
         server.close()
         await transport.shutdown()
         try? await group.shutdownGracefully()
@@ -121,7 +161,7 @@ public final class PeerService: Sendable {
     }
 
     static func handle(_ message: BusMessage, responder: BusResponder, transport: TCPTransport, store: MessageStore, logger: Logger,
-                       bound: @escaping @Sendable () -> [String]) {
+                       bound: @escaping @Sendable () -> [String], torStatus: () -> TorStatus) {
         do throws(WireError) {
             switch PeerMethod(rawValue: message.method) {
             case .connect:
@@ -138,7 +178,11 @@ public final class PeerService: Sendable {
                         try? store.upsertPeer(address.nodeID, address: address.description, persistent: true)
                         responder.reply(record(info).encoded())
                     } catch {
-                        responder.fail(code: RPCErrorCode.connectFailed.rawValue, message: "cannot connect to \(address): \(error)")
+                        let why: String = switch error as? TransportError {
+                        case let .unsupportedAddress(_, reason)?, let .connectFailed(_, reason)?: reason
+                        default: "\(error)"
+                        }
+                        responder.fail(code: RPCErrorCode.connectFailed.rawValue, message: "cannot connect to \(address): \(why)")
                     }
                 }
             case .disconnect:
@@ -183,6 +227,8 @@ public final class PeerService: Sendable {
                 }
             case .listenAddresses:
                 responder.reply(StringList(bound()).encoded())
+            case .torStatus:
+                responder.reply(torStatus().encoded())
             case nil:
                 responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "peerd has no method \(message.method)")
             }

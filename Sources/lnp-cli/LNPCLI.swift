@@ -91,7 +91,7 @@ func parseNodeID(_ text: String) throws -> PublicKey {
 }
 
 struct Info: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the node id, listen addresses, version and peer count.")
+    static let configuration = CommandConfiguration(abstract: "Show the node id, listen addresses, onion address, Tor status, version and peer count.")
     @OptionGroup var options: GlobalOptions
     @Flag(help: "Print JSON.") var json = false
 
@@ -104,16 +104,47 @@ struct Info: AsyncParsableCommand {
                 object["listen"] = .array(info.listen.map { .string($0) })
                 object["version"] = .string(info.version)
                 object["peer_count"] = .number(Double(info.peerCount))
-                object["onion"] = info.onion.map { .string($0) } ?? .null
+                // Absent until the onion service is published.
+                if let onion = info.onion { object["onion"] = .string(onion) }
+                let tor = info.tor
+                var torObject = JSONObject()
+                torObject["state"] = .string(tor.state.name)
+                torObject["mode"] = tor.mode.isEmpty ? .null : .string(tor.mode)
+                torObject["bootstrap"] = .number(Double(tor.bootstrapProgress))
+                torObject["summary"] = .string(tor.summary)
+                torObject["socks"] = tor.socks.map { .string($0) } ?? .null
+                torObject["onion_reachable"] = .bool(tor.onionReachable)
+                torObject["tor_only"] = .bool(tor.torOnly)
+                object["tor"] = .object(torObject)
                 print(JSONValue.object(object).serialized)
             } else {
                 print("node_id: \(info.nodeID.hex)")
                 print("listen:  \(info.listen.isEmpty ? "(none)" : info.listen.joined(separator: ", "))")
-                if let onion = info.onion { print("onion:   \(onion)") }
+                if let onion = info.onion { print("onion:   \(onion)\(info.tor.onionReachable ? "" : " (not reachable yet)")") }
+                print("tor:     \(Self.describe(info.tor))")
                 print("version: \(info.version)")
                 print("peers:   \(info.peerCount)")
             }
         }
+    }
+}
+
+extension Info {
+    static func describe(_ tor: TorStatus) -> String {
+        var text: String
+        switch tor.state {
+        case .off: return "off"
+        case .starting: text = "starting"
+        case .bootstrapping: text = "bootstrapping \(tor.bootstrapProgress) %"
+        case .ready: text = "ready"
+        case .unavailable: text = "unavailable"
+        }
+        text += " (\(tor.mode) tor"
+        if let socks = tor.socks { text += ", SOCKS \(socks)" }
+        if tor.torOnly { text += ", tor only" }
+        text += ")"
+        if !tor.summary.isEmpty && tor.state != .ready { text += ": \(tor.summary)" }
+        return text
     }
 }
 

@@ -15,7 +15,7 @@ import Glibc
 struct LNPD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lnpd",
-        abstract: "Run an LNP node: encrypted Lightning-protocol messaging over TCP.",
+        abstract: "Run an LNP node: encrypted Lightning-protocol messaging over TCP and Tor.",
         discussion: "Options may also be set in DATA_DIR/lnpd.conf, one `name = value` per line; flags win.")
 
     @Option(help: "Data directory (key, database, control socket). Default: ~/.lnp-node.")
@@ -36,6 +36,31 @@ struct LNPD: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(help: ArgumentHelp("A running tor's SOCKS port, used to reach .onion peers.", valueName: "HOST:PORT"))
+    var torSocks: String?
+
+    @Option(help: ArgumentHelp("A running tor's control port (bootstrap progress, onion services; finds the SOCKS port itself).",
+                               valueName: "HOST:PORT"))
+    var torControl: String?
+
+    @Option(help: ArgumentHelp("tor's control_auth_cookie file (default: the path tor reports).", valueName: "PATH"))
+    var torCookie: String?
+
+    @Option(help: "The control port's password (HashedControlPassword).")
+    var torPassword: String?
+
+    @Flag(help: "Publish the TCP listener as a Tor onion service (same .onion after every restart) and advertise it.")
+    var onion = false
+
+    @Flag(help: "Never touch clearnet: only .onion peers, loopback listeners, no local DNS.")
+    var torOnly = false
+
+    @Flag(help: "Start and supervise the node's own tor (the default when tor is installed and no tor is configured).")
+    var torLaunch = false
+
+    @Flag(help: "Do not use Tor at all.")
+    var noTor = false
+
     func run() async throws {
         let directory = DataDirectory.resolve(dataDir)
         var flags = NodeConfiguration.Flags()
@@ -43,6 +68,14 @@ struct LNPD: AsyncParsableCommand {
         flags.connect = connect
         flags.keyPassphraseFile = keyPassphraseFile
         flags.logLevel = logLevel
+        flags.torSocks = torSocks
+        flags.torControl = torControl
+        flags.torCookie = torCookie
+        flags.torPassword = torPassword
+        flags.onion = onion
+        flags.torOnly = torOnly
+        flags.torLaunch = torLaunch
+        flags.noTor = noTor
         let only: Node.Service?
         if let service {
             guard let parsed = Node.Service(rawValue: service) else {

@@ -56,6 +56,10 @@ class Node:
         kinds = self.services or [None]
         for kind in kinds:
             args = [LNPD, "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}"] + self.extra_args
+            # lnpd starts its own tor when tor is installed and none is configured; tests
+            # that are not about Tor run without it.
+            if not any(arg.startswith("--tor") or arg in ("--onion", "--no-tor") for arg in self.extra_args):
+                args.append("--no-tor")
             if kind:
                 args += ["--service", kind]
             log = open(os.path.join(self.data_dir, f"lnpd-{kind or 'all'}.log"), "ab")

@@ -9,6 +9,16 @@ import Testing
     @Test func everyPayloadRoundTrips() throws {
         let info = NodeInfo(nodeID: key, listen: ["0.0.0.0:9735", "[::]:9735"], version: "0.1.0", peerCount: 3, onion: nil)
         #expect(try NodeInfo.decode(info.encoded()) == info)
+        let tor = TorStatus(state: .bootstrapping, mode: "launched", bootstrapProgress: 45, summary: "Loading relay descriptors",
+                            socks: "127.0.0.1:9050", onion: String(repeating: "a", count: 56) + ".onion:9735", onionReachable: true, torOnly: true)
+        let onionInfo = NodeInfo(nodeID: key, listen: ["127.0.0.1:9735"], version: "0.1.0", peerCount: 0, onion: tor.onion, tor: tor)
+        #expect(try NodeInfo.decode(onionInfo.encoded()) == onionInfo)
+        var badProgress = tor
+        badProgress.bootstrapProgress = 101
+        #expect(throws: WireError.self) { try TorStatus.decode(badProgress.encoded()) }
+        var badState = tor.encoded()
+        badState[0] = 9
+        #expect(throws: WireError.self) { try TorStatus.decode(badState) }
         let peer = PeerRecord(nodeID: key, address: "127.0.0.1:9735", connected: true, inbound: false, persistent: true, largeFrames: true, features: [0x02, 0x00])
         #expect(try PeerList.decode(PeerList(peers: [peer, peer]).encoded()) == PeerList(peers: [peer, peer]))
         let send = SendRequest(recipient: key, messages: [TypedMessage(type: 32769, payload: Array("hi".utf8)), TypedMessage(type: 32771, payload: [])])

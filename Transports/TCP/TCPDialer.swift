@@ -9,10 +9,19 @@ public protocol TCPDialer: Sendable {
     /// Whether `host` can be dialled this way (the direct dialer cannot reach onions).
     func canReach(_ host: Host) -> Bool
 
+    /// Why `host` cannot be dialled, for the error of a refused `connect`.
+    func refusalReason(for host: Host) -> String
+
     func dial(
         host: Host, port: UInt16, on eventLoop: any EventLoop, connectTimeout: TimeAmount,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel>
+}
+
+extension TCPDialer {
+    public func refusalReason(for host: Host) -> String {
+        host.isOnion ? "onion services need tor (--tor-socks, --tor-control or --tor-launch)" : "this dialer cannot reach \(host)"
+    }
 }
 
 /// Plain TCP to IP addresses and DNS names.

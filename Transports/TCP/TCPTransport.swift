@@ -113,7 +113,7 @@ public final class TCPTransport: SessionTransport {
             throw .unsupportedAddress(address.description, reason: "the TCP transport dials tcp addresses only")
         }
         guard configuration.dialer.canReach(host) else {
-            throw .unsupportedAddress(address.description, reason: "onion services are reached through the Tor transport")
+            throw .unsupportedAddress(address.description, reason: configuration.dialer.refusalReason(for: host))
         }
         let nodeID = address.nodeID
         guard nodeID != configuration.localKey.publicKey else {
@@ -146,6 +146,25 @@ public final class TCPTransport: SessionTransport {
             onEvent(.connectFailed(address: address, reason: failure.description, willRetry: willRetry))
             throw failure
         }
+    }
+
+    /// Dials now, instead of at their next backoff, every persistent peer that is not
+    /// connected and matches `filter` (e.g. onion peers once tor is back), and resets
+    /// their backoff.
+    public func redialNow(where filter: (PeerAddress) -> Bool) {
+        let due: [PublicKey] = state.withLockedValue { state in
+            guard state.phase != .shutDown else { return [] }
+            var due: [PublicKey] = []
+            for (nodeID, var peer) in state.persistentPeers where state.sessions[nodeID] == nil && filter(peer.address) {
+                peer.redial?.cancel()
+                peer.redial = nil
+                peer.failedAttempts = 0
+                state.persistentPeers[nodeID] = peer
+                due.append(nodeID)
+            }
+            return due
+        }
+        for nodeID in due { redial(nodeID) }
     }
 
     /// The peers redialled whenever they are not connected.
