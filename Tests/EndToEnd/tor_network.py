@@ -79,16 +79,31 @@ class TorNetwork:
     def __init__(self, directory, clients):
         self.directory = directory
         self.clients = clients
+        self.restarts = []
 
     def restart_client_in_background(self, client, down_seconds):
         """Starts `tor-testnet restart-client`: the client tor stops now, stays down for
         down_seconds, then comes back on the same ports. Returns the Popen; see finish_restart."""
-        return subprocess.Popen([SCRIPT, "restart-client", self.directory, client.name,
-                                 "--down", str(down_seconds), "--timeout", "60"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([SCRIPT, "restart-client", self.directory, client.name,
+                                    "--down", str(down_seconds), "--timeout", "60"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.restarts.append(process)
+        return process
+
+    def wait_for_restarts(self):
+        """Lets restarts that a failed test left behind finish, so that none starts a tor
+        after the network was stopped."""
+        for process in self.restarts:
+            try:
+                process.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+        self.restarts = []
 
     def finish_restart(self, process):
         stdout, stderr = process.communicate(timeout=120)
+        self.restarts.remove(process)
         assert process.returncode == 0, f"restart-client failed: {stderr}"
         restarted = parse_clients(stdout)[0]
         self.clients = [restarted if c.name == restarted.name else c for c in self.clients]
@@ -111,7 +126,11 @@ def tor_network():
         assert result.returncode == 0, f"tor-testnet start failed: {result.stderr}"
         clients = parse_clients(result.stdout)
         assert len(clients) == CLIENTS
-        yield TorNetwork(directory, clients)
+        network = TorNetwork(directory, clients)
+        try:
+            yield network
+        finally:
+            network.wait_for_restarts()
     finally:
         # Also after a failed or killed start: stop reads the pids start recorded.
         _stop(directory)
