@@ -14,6 +14,9 @@ import shutil
 
 import pytest
 
+# The Tor fixtures (a private Tor network on loopback, an offline tor) live in tor_network.py.
+from tor_network import offline_tor, tor_network  # noqa: F401  (pytest finds fixtures by name)
+
 BIN = os.environ.get("LNP_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug"))
 LNPD = os.path.join(BIN, "lnpd")
 CLI = os.path.join(BIN, "lnp-cli")
