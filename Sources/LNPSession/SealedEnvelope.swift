@@ -101,6 +101,7 @@ public enum SealedEnvelope {
         return total
     }
 
+    /// `seal` that also returns the key schedule: for test vectors and audits only.
     public static func sealRevealingKeySchedule(
         payload: [UInt8], to recipient: PublicKey, from sender: any StaticKeyAgreement, ephemeral: PrivateKey
     ) throws(SealedEnvelopeError) -> (envelope: [UInt8], schedule: KeySchedule) {
@@ -149,6 +150,7 @@ public enum SealedEnvelope {
         return (envelope, trace.schedule)
     }
 
+    /// `open` that also returns the key schedule: for test vectors and audits only.
     public static func openRevealingKeySchedule(
         _ envelope: [UInt8], with local: any StaticKeyAgreement, maximumLength: Int = SealedEnvelope.maximumLength
     ) throws(SealedEnvelopeError) -> (opened: Opened, schedule: KeySchedule) {

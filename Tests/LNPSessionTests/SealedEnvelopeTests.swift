@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test func sizesAreBoundedBeforeAnyCryptography() throws {
-        let recipient = KeyService(PrivateKey.generate())
+        let recipient = CountingNodeKey(PrivateKey.generate())
         let sender = PrivateKey.generate()
         // Sealing: the largest payload the format allows, and one byte more.
         let largest = [UInt8](repeating: 0x42, count: SealedEnvelope.maximumPayloadLength)
@@ -120,7 +120,7 @@ import Testing
 
     /// Both sides reach their node key only through `StaticKeyAgreement`, as with keyd.
     @Test func nodeKeysStayBehindKeyAgreement() throws {
-        let sender = KeyService(PrivateKey.generate()), recipient = KeyService(PrivateKey.generate())
+        let sender = CountingNodeKey(PrivateKey.generate()), recipient = CountingNodeKey(PrivateKey.generate())
         let envelope = try SealedEnvelope.seal(payload: [7], to: recipient.publicKey, from: sender)
         #expect(sender.agreements == 1)  // ss; es uses the ephemeral key
         let opened = try SealedEnvelope.open(envelope, with: recipient)
@@ -133,7 +133,7 @@ import Testing
     /// real keyd cannot be made to fail on cue without a bus.)
     @Test func keyServiceFailureIsReported() throws {
         let key = PrivateKey.generate()
-        let silent = SilentKeyService(publicKey: key.publicKey)
+        let silent = SilentNodeKey(publicKey: key.publicKey)
         #expect(throws: SealedEnvelopeError.keyAgreementFailed("keyd did not answer")) {
             try SealedEnvelope.seal(payload: [1], to: PrivateKey.generate().publicKey, from: silent)
         }
@@ -155,7 +155,7 @@ import Testing
 }
 
 /// A node key held elsewhere: ECDH through the protocol only, counted.
-final class KeyService: StaticKeyAgreement {
+final class CountingNodeKey: StaticKeyAgreement {
     private let key: PrivateKey
     private let count = Mutex(0)
     init(_ key: PrivateKey) { self.key = key }
@@ -167,7 +167,7 @@ final class KeyService: StaticKeyAgreement {
     }
 }
 
-struct SilentKeyService: StaticKeyAgreement {
+struct SilentNodeKey: StaticKeyAgreement {
     struct NoAnswer: Error, CustomStringConvertible { var description: String { "keyd did not answer" } }
     let publicKey: PublicKey
     func sharedSecret(with publicKey: PublicKey) throws -> [UInt8] { throw NoAnswer() }
