@@ -45,7 +45,7 @@ let package = Package(
             ]
         ),
         .target(name: "LNPWire"),
-        .target(name: "LNPSession", dependencies: ["LNPCrypto", "LNPWire"]),
+        .target(name: "LNPSession", dependencies: ["LNPCrypto", "LNPWire"], exclude: ["SEALED-ENVELOPE.md"]),
         .target(name: "LNPRPC", dependencies: ["LNPCrypto", "LNPWire"]),
         // No `pkgConfig:`: Debian's libzmq.pc adds a flag SwiftPM rejects.
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),

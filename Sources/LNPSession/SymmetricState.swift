@@ -1,22 +1,32 @@
 import LNPCrypto
 
-/// The Noise symmetric state of the handshake: handshake hash `h`, chaining key `ck`
-/// and the current temporary key. Values only; the acts drive it.
+/// The Noise symmetric state of a handshake: handshake hash `h`, chaining key `ck`
+/// and the current temporary key. Values only; the BOLT-8 acts and sealed envelopes drive it.
 struct SymmetricState {
     static let protocolName = Array("Noise_XK_secp256k1_ChaChaPoly_SHA256".utf8)
     static let prologue = Array("lightning".utf8)
 
     private(set) var handshakeHash: [UInt8]
     private(set) var chainingKey: [UInt8]
-    private var temporaryKey: [UInt8] = []
+    /// Readable so that sealed envelopes can report their key schedule for test vectors.
+    private(set) var temporaryKey: [UInt8] = []
 
-    /// Initialises `h` and `ck` and mixes in the responder's static key, which both sides
-    /// know before act one.
+    /// BOLT-8: initialises `h` and `ck` and mixes in the responder's static key, which both
+    /// sides know before act one.
     init(responderStatic: PublicKey) {
-        let initial = Hashing.sha256(Self.protocolName)
-        chainingKey = initial
-        handshakeHash = Hashing.sha256(initial + Self.prologue)
+        self.init(protocolName: Self.protocolName, prologue: Self.prologue)
         mixHash(responderStatic.compressed)
+    }
+
+    /// Noise's InitializeSymmetric followed by MixHash(prologue): a name of at most 32 bytes
+    /// is zero-padded to become `h`, a longer one is hashed; `ck` starts equal to `h`.
+    init(protocolName: [UInt8], prologue: [UInt8]) {
+        let initial = protocolName.count <= 32
+            ? protocolName + [UInt8](repeating: 0, count: 32 - protocolName.count)
+            : Hashing.sha256(protocolName)
+        chainingKey = initial
+        handshakeHash = initial
+        mixHash(prologue)
     }
 
     mutating func mixHash(_ data: [UInt8]) {
