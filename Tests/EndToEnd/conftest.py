@@ -61,7 +61,8 @@ class Node:
             args = [LNPD, "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}"] + self.extra_args
             # lnpd starts its own tor when tor is installed and none is configured; tests
             # that are not about Tor run without it.
-            if not any(arg.startswith("--tor") or arg in ("--onion", "--no-tor") for arg in self.extra_args):
+            if not any(arg.startswith("--tor") or arg in ("--onion", "--no-tor") for arg in self.extra_args) \
+                    and not self.config_mentions_tor():
                 args.append("--no-tor")
             if kind:
                 args += ["--service", kind]
@@ -79,6 +80,13 @@ class Node:
             assert b"ready" in line, f"{self.name} {kind or ''} did not start: {self.log_tail()}"
         self.node_id = self.info()["node_id"]
         return self
+
+    def config_mentions_tor(self):
+        try:
+            with open(os.path.join(self.data_dir, "lnpd.conf")) as f:
+                return any(line.strip().startswith(("tor", "onion", "no-tor")) for line in f)
+        except FileNotFoundError:
+            return False
 
     def log_tail(self):
         out = []

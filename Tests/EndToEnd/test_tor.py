@@ -47,6 +47,12 @@ def published_onion(node):
     return onion
 
 
+def onion_reachable(node):
+    """tor told the node its onion descriptor is uploaded (HS_DESC UPLOADED)."""
+    return wait_for(lambda: (node.info().get("tor") or {}).get("onion_reachable"), PUBLISH_SECONDS,
+                    f"{node.name} to report its onion reachable")
+
+
 def tor_bootstrap(node):
     return (node.info().get("tor") or {}).get("bootstrap")
 
@@ -166,6 +172,8 @@ def test_two_tor_only_nodes_exchange_messages_over_onions_and_survive_tor_restar
     b = tor_node(nodes, "b", client_b, "--onion", "--tor-only").start()
     a_onion, b_onion = published_onion(a), published_onion(b)
     assert a_onion != b_onion
+    onion_reachable(a)
+    onion_reachable(b)
     for node in (a, b):
         wait_for(lambda: tor_bootstrap(node) == 100, 30, f"{node.name} to report tor bootstrapped 100%")
 
@@ -230,6 +238,34 @@ def test_onion_only_when_asked_settings_from_lnpd_conf_and_password_auth(tor_net
     published_onion(published)
     # The onion answers: plain (through the same tor) reaches it.
     connect_by_onion(plain, published, published.info()["onion"])
+
+
+def test_a_node_with_its_own_tor_joins_the_network_and_is_reached_by_onion(tor_network, nodes):
+    """--tor-launch: lnpd starts and supervises its own tor (here joining the test network
+    through DATA_DIR/torrc.extra), publishes its onion, and another node reaches it there."""
+    own = nodes("own", extra_args=["--tor-launch", "--onion", "--tor-only"])
+    with open(os.path.join(own.data_dir, "torrc.extra"), "w") as f:
+        f.write(f"%include {os.path.join(tor_network.directory, 'testnet.torrc')}\n")
+    own.start()
+    own_onion = published_onion(own)
+    assert own.info()["tor"]["mode"] == "launched"
+    wait_for(lambda: tor_bootstrap(own) == 100, 90, "the node's own tor to bootstrap on the test network")
+    onion_reachable(own)
+    other = tor_node(nodes, "other", tor_network.clients[2], "--tor-only").start()
+    connect_by_onion(other, own, own_onion)
+    other.cli("send", own.node_id, "--text", "to a node with its own tor")
+    own.cli("send", other.node_id, "--text", "back through our own tor")
+    assert own.recv("--count", "1", "--timeout", "60")[0]["text"] == "to a node with its own tor"
+    assert other.recv("--count", "1", "--timeout", "60")[0]["text"] == "back through our own tor"
+    # The same onion after a restart of the node (and so of its tor): the key is kept.
+    own.stop()
+    own.start()
+    assert published_onion(own) == own_onion
+    own_tor_dir = os.path.join(own.data_dir, "tor")
+    own.stop()
+    # Stopping the node stopped its tor: nothing runs from its tor directory any more.
+    leftovers = subprocess.run(["pgrep", "-f", own_tor_dir], capture_output=True, text=True).stdout.split()
+    assert not leftovers, f"the node's tor outlived it: {leftovers}"
 
 
 # ---------------------------------------------------------------- bad input, bounded in time

@@ -285,8 +285,8 @@ public final class TorLauncher: Sendable {
         var torrc = """
             # Written by LNP Node on every start of its own tor; edits are overwritten.
             DataDirectory \(Self.torrcQuoted(directory))
-            SocksPort auto
-            ControlPort auto
+            SocksPort 127.0.0.1:auto ExtendedErrors IsolateSOCKSAuth
+            ControlPort 127.0.0.1:auto
             ControlPortWriteToFile \(Self.torrcQuoted(config.controlPortFile))
             CookieAuthentication 1
             CookieAuthFile \(Self.torrcQuoted(config.cookiePath))
