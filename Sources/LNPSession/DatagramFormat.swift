@@ -56,7 +56,7 @@ public enum DatagramFormat {
     static let keyLabel = Array("lnp datagram keys v1".utf8)
 
     /// The 64-bit counter nearest to the one expected next whose low 32 bits are `truncated`.
-    static func restoreCounter(_ truncated: UInt32, highestAccepted: UInt64?) -> UInt64 {
+    public static func restoreCounter(_ truncated: UInt32, highestAccepted: UInt64?) -> UInt64 {
         let span: UInt64 = 1 << 32
         let half = span / 2
         let expected = highestAccepted.map { $0 + 1 } ?? 0

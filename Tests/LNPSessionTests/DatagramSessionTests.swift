@@ -321,3 +321,39 @@ import Testing
         #expect(harness.initiator.statistics.dropped(.oversized) == 1)
     }
 }
+
+@Suite struct ReplayWindowTests {
+    @Test func truncatedCountersAreRestoredAcrossThe32BitBoundary() {
+        let span: UInt64 = 1 << 32
+        #expect(DatagramFormat.restoreCounter(0, highestAccepted: nil) == 0)
+        #expect(DatagramFormat.restoreCounter(5, highestAccepted: 3) == 5)
+        // Just past a wrap of the low 32 bits.
+        #expect(DatagramFormat.restoreCounter(2, highestAccepted: span - 3) == span + 2)
+        // A late datagram from just before the wrap.
+        #expect(DatagramFormat.restoreCounter(UInt32.max - 1, highestAccepted: span + 10) == span - 2)
+        // Far in the past or future within half the span, in the fourth epoch.
+        let high = 3 * span + 1_000
+        for offset in [-1_000_000, -1, 0, 1, 1_000_000] {
+            let counter = UInt64(Int64(high) + Int64(offset))
+            #expect(DatagramFormat.restoreCounter(UInt32(truncatingIfNeeded: counter), highestAccepted: high) == counter)
+        }
+    }
+
+    @Test func theWindowRefusesDuplicatesAndTooOldCounters() {
+        var window = ReplayWindow()
+        #expect(window.check(0) == .fresh)
+        window.accept(0)
+        #expect(window.check(0) == .duplicate)
+        window.accept(5)
+        #expect(window.check(3) == .fresh && window.check(5) == .duplicate)
+        window.accept(3)
+        #expect(window.check(3) == .duplicate)
+        window.accept(5 + ReplayWindow.size - 1)
+        #expect(window.check(5) == .duplicate && window.check(4) == .tooOld && window.check(6) == .fresh)
+        window.accept(100_000)
+        #expect(window.check(100_000 - ReplayWindow.size) == .tooOld)
+        #expect(window.check(100_000 - ReplayWindow.size + 1) == .fresh)
+        #expect(window.check(5 + ReplayWindow.size - 1) == .tooOld)
+        #expect(window.highestAccepted == 100_000)
+    }
+}
