@@ -18,7 +18,7 @@ public struct HandshakeResult: Sendable {
 /// The initiator side of Noise_XK: act one out, act two in, act three out.
 /// Each state carries exactly what the next step needs; calling a step in the wrong
 /// state throws rather than silently reusing keys.
-public struct HandshakeInitiator {
+public struct HandshakeInitiator: Sendable {
     private enum State {
         case ready(ephemeral: PrivateKey)
         case awaitingActTwo(ephemeral: PrivateKey, symmetric: SymmetricState)
@@ -89,7 +89,7 @@ public struct HandshakeInitiator {
 }
 
 /// The responder side of Noise_XK: act one in, act two out, act three in.
-public struct HandshakeResponder {
+public struct HandshakeResponder: Sendable {
     private enum State {
         case awaitingActOne(ephemeral: PrivateKey)
         case awaitingActThree(ephemeral: PrivateKey, remoteEphemeral: PublicKey, symmetric: SymmetricState)
