@@ -174,14 +174,17 @@ public final class TorController: Sendable {
         let promise = channel.eventLoop.makePromise(of: TorControlReply.self)
         let timeout = configuration.commandTimeout
         let channel = self.channel
+        let end = self.end
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             // The reply stream has lost its place: whatever answer comes later would be
-            // taken for the next command's, so the connection must end.
-            promise.fail(TorControlError.timedOut(command: name, after: timeout))
+            // taken for the next command's, so the connection must end, and later
+            // commands learn why.
+            let error = TorControlError.timedOut(command: name, after: timeout)
+            end.failed(error)
+            promise.fail(error)
             channel.close(promise: nil)
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-        let end = self.end
         channel.writeAndFlush(TorControlRequest(line: line, name: name, reply: promise)).whenFailure { _ in
             // Only reached when the handler never saw the request (channel already gone).
             promise.fail(end.error(for: name))
