@@ -42,11 +42,21 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         defer { removeTorControlTestDirectory(directory) }
         let launcher = TorLauncher(configuration: configuration(directory))
         let recorder = LauncherEventRecorder(launcher)
+        // A descriptor without O_CLOEXEC, as a careless library might leave one.
+        var leaky: [Int32] = [0, 0]
+        #expect(pipe(&leaky) == 0)
+        defer { close(leaky[0]); close(leaky[1]) }
+        let leakyTarget = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(leaky[0])")
         do {
             let started = ContinuousClock.now
             let endpoint = try await launcher.start()
             let startup = ContinuousClock.now - started
             let firstPID = try #require(launcher.pid)
+            let torDescriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(firstPID)/fd").compactMap {
+                try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(firstPID)/fd/\($0)")
+            }
+            #expect(!torDescriptors.isEmpty)
+            #expect(!torDescriptors.contains(leakyTarget), "tor inherited \(leakyTarget)")
             guard case .tcp("127.0.0.1", _) = endpoint.address else {
                 Issue.record("the launcher's tor listens on 127.0.0.1, not \(endpoint)")
                 await launcher.stop()
