@@ -44,6 +44,7 @@ final class TorControlFixture: Sendable {
     let directory: String
     let controlPort: Int
     let cookiePath: String
+    var controlSocketPath: String { directory + "/control.sock" }
     private let process: TorProcess
 
     private init(directory: String, controlPort: Int, process: TorProcess) {
@@ -60,6 +61,7 @@ final class TorControlFixture: Sendable {
             "SocksPort auto",
             "ControlPort auto",
             "ControlPortWriteToFile \(directory)/control-port",
+            "ControlSocket \(directory)/control.sock",
             "GeoIPFile /dev/null",
             "GeoIPv6File /dev/null",
             "__OwningControllerProcess \(getpid())",
@@ -79,8 +81,11 @@ final class TorControlFixture: Sendable {
                                            outputPath: directory + "/tor.log")
         let deadline = ContinuousClock.now + .seconds(15)
         while true {
+            // "PORT=127.0.0.1:N\nUNIX_PORT=PATH\n" once the listeners are open.
             if let text = try? String(contentsOfFile: directory + "/control-port", encoding: .utf8),
-               text.hasSuffix("\n"), let port = Int(text.split(separator: ":").last?.dropLast() ?? "") {
+               text.hasSuffix("\n"),
+               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT=") }),
+               let port = Int(line.split(separator: ":").last ?? "") {
                 return TorControlFixture(directory: directory, controlPort: port, process: process)
             }
             guard process.exitStatus == nil, ContinuousClock.now < deadline else {

@@ -83,9 +83,10 @@ final class MisbehavingControlPort: Sendable {
             let (error, elapsed) = await failure { () async throws(TorControlError) in _ = try await controller.version() }
             #expect(error == .timedOut(command: "GETINFO", after: .milliseconds(300)))
             #expect(elapsed < .seconds(2))
-            // After a timeout the reply stream has lost its place: the connection is closed.
-            let (next, nextElapsed) = await failure { () async throws(TorControlError) in _ = try await controller.version() }
-            #expect(next == .connectionClosed(command: "GETINFO"), "\(String(describing: next))")
+            // After a timeout the reply stream has lost its place: the connection is closed,
+            // and the next command says why at once.
+            let (next, nextElapsed) = await failure { () async throws(TorControlError) in try await controller.setEvents([]) }
+            #expect(next == .timedOut(command: "GETINFO", after: .milliseconds(300)), "\(String(describing: next))")
             #expect(nextElapsed < .seconds(1))
         }
     }

@@ -97,6 +97,34 @@ import Testing
         #expect(throws: TorControlProtocolError.notUTF8) { try parser.feed([0x32, 0x35, 0x30, 0x20, 0xff, 0xfe, 0x0d, 0x0a]) }
     }
 
+    /// Arbitrary bytes in arbitrary chunks: messages or a typed error, never a trap, and
+    /// never more buffered than the limits allow.
+    @Test func arbitraryInputNeverTraps() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789 -+.\r\n=\"\\ABCOK".utf8) + [0xff, 0x00]
+        let limits = TorControlReplyParser.Limits(maxLineLength: 40, maxLinesPerReply: 8, maxDataBytes: 64)
+        for _ in 0..<2_000 {
+            var parser = TorControlReplyParser(limits: limits)
+            let length = Int.random(in: 0...300, using: &generator)
+            let bytes = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }
+            var offset = 0
+            do {
+                while offset < bytes.count {
+                    let chunk = Int.random(in: 1...16, using: &generator)
+                    try parser.feed(bytes[offset..<min(offset + chunk, bytes.count)])
+                    offset += chunk
+                    while let message = parser.next() {
+                        guard case let .reply(reply) = message else { continue }
+                        #expect(reply.lines.count <= limits.maxLinesPerReply)
+                        #expect(reply.lines.allSatisfy { $0.text.utf8.count <= limits.maxLineLength })
+                    }
+                }
+            } catch {
+                #expect(!error.description.isEmpty)
+            }
+        }
+    }
+
     @Test func errorsDescribeThemselvesInOneSentence() {
         let errors: [TorControlProtocolError] = [
             .lineTooLong(limit: 1), .tooManyLines(limit: 1), .dataTooLarge(limit: 1), .malformedLine("x"),

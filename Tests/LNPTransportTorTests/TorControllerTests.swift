@@ -135,6 +135,22 @@ import Testing
         #expect(error?.description == "nothing is listening on the tor control port 127.0.0.1:\(port) — is tor running?")
     }
 
+    @Test func unixControlSocket() async throws {
+        try await withControlledTor(.cookie) { tor in
+            let endpoint = TorControlEndpoint(address: .unixSocket(path: tor.controlSocketPath))
+            let controller = try await TorController.connect(to: endpoint)
+            defer { Task { await controller.close() } }
+            #expect(try await controller.version().hasPrefix("0.4."))
+
+            let missing = tor.directory + "/no-such.sock"
+            let error = await expectFailure { () async throws(TorControlError) in
+                try await TorController.connect(address: .unixSocket(path: missing))
+            }
+            #expect(error == .noControlSocket(path: missing, reason: "No such file or directory", permission: false))
+            #expect(error?.description == "cannot connect to tor's control socket \(missing): No such file or directory — is tor running?")
+        }
+    }
+
     @Test func onionServiceKeepsItsNameWithTheSavedKey() async throws {
         try await withControlledTor(.cookie) { tor in
             let controller = try await connect(tor)

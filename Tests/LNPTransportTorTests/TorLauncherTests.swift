@@ -42,12 +42,26 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
         defer { removeTorControlTestDirectory(directory) }
         let launcher = TorLauncher(configuration: configuration(directory))
         let recorder = LauncherEventRecorder(launcher)
+        // A descriptor without O_CLOEXEC, as a careless library might leave one.
+        var leaky: [Int32] = [0, 0]
+        #expect(pipe(&leaky) == 0)
+        defer { close(leaky[0]); close(leaky[1]) }
+        let leakyTarget = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(leaky[0])")
         do {
             let started = ContinuousClock.now
             let endpoint = try await launcher.start()
             let startup = ContinuousClock.now - started
             let firstPID = try #require(launcher.pid)
-            #expect(endpoint.host == "127.0.0.1")
+            let torDescriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(firstPID)/fd").compactMap {
+                try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(firstPID)/fd/\($0)")
+            }
+            #expect(!torDescriptors.isEmpty)
+            #expect(!torDescriptors.contains(leakyTarget), "tor inherited \(leakyTarget)")
+            guard case .tcp("127.0.0.1", _) = endpoint.address else {
+                Issue.record("the launcher's tor listens on 127.0.0.1, not \(endpoint)")
+                await launcher.stop()
+                return
+            }
             #expect(endpoint.cookiePath == directory + "/tor/control_auth_cookie")
             print("tor launcher: control port open after \(startup)")
 
@@ -58,7 +72,7 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             #expect(torrc.contains(TorControlFixture.offlineTorrcLines[0]))
 
             // The endpoint works: cookie authentication and the SOCKS port tor chose.
-            let controller = try await TorController.connect(host: endpoint.host, port: endpoint.port)
+            let controller = try await TorController.connect(address: endpoint.address)
             #expect(try await controller.authenticate(cookiePath: endpoint.cookiePath) == .safeCookie)
             let socks = try await controller.socksListeners()
             #expect(socks.count == 1 && socks[0].hasPrefix("127.0.0.1:"), "\(socks)")
@@ -80,8 +94,8 @@ private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
             #expect(previousLog.contains("Bootstrapped 0%"), "the killed tor's log is kept")
             #expect(launcher.pid == secondPID)
             #expect(isAlive(secondPID))
-            let again = try await TorController.connect(host: secondEndpoint.host, port: secondEndpoint.port)
-            #expect(try await again.authenticate(cookiePath: secondEndpoint.cookiePath) == .safeCookie)
+            #expect(secondEndpoint != endpoint, "a restarted tor has a new control port")
+            let again = try await TorController.connect(to: secondEndpoint)
             #expect(try await again.version().hasPrefix("0.4."))
             await again.close()
 

@@ -4,6 +4,7 @@ public enum TorControlError: Error, Equatable, Sendable, CustomStringConvertible
     case notListening(host: String, port: Int)
     case connectFailed(host: String, port: Int, reason: String)
     case connectTimedOut(host: String, port: Int, timeout: Duration)
+    case noControlSocket(path: String, reason: String, permission: Bool)
     case protocolViolation(TorControlProtocolError)
     /// Tor (or whatever listens there) closed the connection before answering.
     case connectionClosed(command: String?)
@@ -26,11 +27,14 @@ public enum TorControlError: Error, Equatable, Sendable, CustomStringConvertible
     public var description: String {
         switch self {
         case let .notListening(host, port):
-            "nothing is listening on the tor control port \(hostPort(host, port)) — is tor running?"
+            "nothing is listening on the tor control port \(TorControlEndpoint.Address.tcp(host: host, port: port)) — is tor running?"
         case let .connectFailed(host, port, reason):
-            "cannot connect to the tor control port \(hostPort(host, port)): \(reason)"
+            "cannot connect to the tor control port \(TorControlEndpoint.Address.tcp(host: host, port: port)): \(reason)"
         case let .connectTimedOut(host, port, timeout):
-            "the tor control port \(hostPort(host, port)) did not accept a connection within \(timeout)"
+            "the tor control port \(TorControlEndpoint.Address.tcp(host: host, port: port)) did not accept a connection within \(timeout)"
+        case let .noControlSocket(path, reason, permission):
+            "cannot connect to tor's control socket \(path): \(reason)"
+                + (permission ? " (is this user in tor's group, e.g. debian-tor?)" : " — is tor running?")
         case let .protocolViolation(error):
             "\(error.description); is this really tor's control port?"
         case let .connectionClosed(command):
@@ -60,9 +64,5 @@ public enum TorControlError: Error, Equatable, Sendable, CustomStringConvertible
         case let .onionKey(error):
             error.description
         }
-    }
-
-    private func hostPort(_ host: String, _ port: Int) -> String {
-        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }

@@ -35,7 +35,7 @@ public struct OnionService: Sendable, CustomStringConvertible {
     public var description: String { hostName }
 }
 
-/// A client for tor's control port: one TCP connection, commands sent one at a time and
+/// A client for tor's control port: one connection (TCP or a unix socket), commands sent one at a time and
 /// answered in order, each bounded by a timeout, asynchronous events delivered on
 /// `events`. When the connection ends, every waiting command fails at once and `events`
 /// finishes: nothing waits for an answer that cannot come.
@@ -55,30 +55,38 @@ public final class TorController: Sendable {
         }
     }
 
-    public let host: String
-    public let port: Int
+    public let address: TorControlEndpoint.Address
     /// Events subscribed with `setEvents`. Finishes when the connection closes.
     public let events: AsyncStream<TorEvent>
     private let channel: any Channel
     private let configuration: Configuration
     private let end: TorControlConnectionEnd
 
-    private init(host: String, port: Int, channel: any Channel, events: AsyncStream<TorEvent>,
+    private init(address: TorControlEndpoint.Address, channel: any Channel, events: AsyncStream<TorEvent>,
                  configuration: Configuration, end: TorControlConnectionEnd) {
-        self.host = host
-        self.port = port
+        self.address = address
         self.channel = channel
         self.events = events
         self.configuration = configuration
         self.end = end
     }
 
-    /// Opens a control connection (not yet authenticated).
+    /// Opens a control connection to HOST:PORT (not yet authenticated).
     public static func connect(
         host: String, port: Int, timeout: Duration = .seconds(5), configuration: Configuration = .init(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws(TorControlError) -> TorController {
-        guard (1...65535).contains(port) else { throw .invalidArgument("control port \(port) is not between 1 and 65535") }
+        try await connect(address: .tcp(host: host, port: port), timeout: timeout, configuration: configuration, group: group)
+    }
+
+    /// Opens a control connection (not yet authenticated).
+    public static func connect(
+        address: TorControlEndpoint.Address, timeout: Duration = .seconds(5), configuration: Configuration = .init(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(TorControlError) -> TorController {
+        if case let .tcp(_, port) = address, !(1...65535).contains(port) {
+            throw .invalidArgument("control port \(port) is not between 1 and 65535")
+        }
         let (events, continuation) = AsyncStream.makeStream(of: TorEvent.self,
                                                             bufferingPolicy: .bufferingNewest(configuration.eventBufferLimit))
         let end = TorControlConnectionEnd()
@@ -93,17 +101,21 @@ public final class TorController: Sendable {
             }
         let channel: any Channel
         do {
-            if let address = try? SocketAddress(ipAddress: host, port: port) {
-                channel = try await bootstrap.connect(to: address).get()
-            } else {
-                channel = try await bootstrap.connect(host: host, port: port).get()
+            switch address {
+            case let .tcp(host, port):
+                if let socketAddress = try? SocketAddress(ipAddress: host, port: port) {
+                    channel = try await bootstrap.connect(to: socketAddress).get()
+                } else {
+                    channel = try await bootstrap.connect(host: host, port: port).get()
+                }
+            case let .unixSocket(path):
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             }
         } catch {
             continuation.finish()
-            throw connectError(error, host: host, port: port, timeout: timeout)
+            throw connectError(error, address: address, timeout: timeout)
         }
-        return TorController(host: host, port: port, channel: channel, events: events,
-                             configuration: configuration, end: end)
+        return TorController(address: address, channel: channel, events: events, configuration: configuration, end: end)
     }
 
     /// Connects to `endpoint` and authenticates (cookie from the endpoint, or `password`):
@@ -112,24 +124,29 @@ public final class TorController: Sendable {
         to endpoint: TorControlEndpoint, password: String? = nil, timeout: Duration = .seconds(5),
         configuration: Configuration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws(TorControlError) -> TorController {
-        let controller = try await connect(host: endpoint.host, port: endpoint.port, timeout: timeout,
+        let controller = try await connect(address: endpoint.address, timeout: timeout,
                                            configuration: configuration, group: group)
         try await controller.authenticate(cookiePath: endpoint.cookiePath, password: password)
         return controller
     }
 
-    private static func connectError(_ error: any Error, host: String, port: Int, timeout: Duration) -> TorControlError {
+    private static func connectError(_ error: any Error, address: TorControlEndpoint.Address, timeout: Duration) -> TorControlError {
         var causes: [any Error] = [error]
         if let multiple = error as? NIOConnectionError {
             causes = multiple.connectionErrors.map(\.error) + [multiple.dnsAAAAError, multiple.dnsAError].compactMap { $0 }
         }
-        if causes.contains(where: { ($0 as? IOError)?.errnoCode == ECONNREFUSED }) {
-            return .notListening(host: host, port: port)
+        let errnoCodes = causes.compactMap { ($0 as? IOError)?.errnoCode }
+        switch address {
+        case let .tcp(host, port):
+            if errnoCodes.contains(ECONNREFUSED) { return .notListening(host: host, port: port) }
+            if causes.contains(where: { if case .connectTimeout = $0 as? ChannelError { true } else { false } }) {
+                return .connectTimedOut(host: host, port: port, timeout: timeout)
+            }
+            return .connectFailed(host: host, port: port, reason: "\(causes.first ?? error)")
+        case let .unixSocket(path):
+            let reason = errnoCodes.first.map { String(cString: strerror($0)) } ?? "\(causes.first ?? error)"
+            return .noControlSocket(path: path, reason: reason, permission: errnoCodes.contains(EACCES))
         }
-        if causes.contains(where: { if case .connectTimeout = $0 as? ChannelError { true } else { false } }) {
-            return .connectTimedOut(host: host, port: port, timeout: timeout)
-        }
-        return .connectFailed(host: host, port: port, reason: "\(causes.first ?? error)")
     }
 
     /// A controller dropped without `close()` must not keep its connection (and with it
@@ -157,14 +174,17 @@ public final class TorController: Sendable {
         let promise = channel.eventLoop.makePromise(of: TorControlReply.self)
         let timeout = configuration.commandTimeout
         let channel = self.channel
+        let end = self.end
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             // The reply stream has lost its place: whatever answer comes later would be
-            // taken for the next command's, so the connection must end.
-            promise.fail(TorControlError.timedOut(command: name, after: timeout))
+            // taken for the next command's, so the connection must end, and later
+            // commands learn why.
+            let error = TorControlError.timedOut(command: name, after: timeout)
+            end.failed(error)
+            promise.fail(error)
             channel.close(promise: nil)
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
-        let end = self.end
         channel.writeAndFlush(TorControlRequest(line: line, name: name, reply: promise)).whenFailure { _ in
             // Only reached when the handler never saw the request (channel already gone).
             promise.fail(end.error(for: name))

@@ -4,21 +4,6 @@ import Glibc
 import Foundation
 import NIOConcurrencyHelpers
 
-/// Where a running tor's control port is and how to authenticate to it.
-public struct TorControlEndpoint: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    public var cookiePath: String?
-
-    public init(host: String, port: Int, cookiePath: String?) {
-        self.host = host
-        self.port = port
-        self.cookiePath = cookiePath
-    }
-
-    public var description: String { "\(host):\(port)" }
-}
-
 public enum TorLaunchError: Error, Equatable, Sendable, CustomStringConvertible {
     case torNotInstalled(searchPath: String)
     case cannotPrepareDirectory(path: String, reason: String)
@@ -307,7 +292,7 @@ public final class TorLauncher: Sendable {
     /// `PORT=127.0.0.1:35617`, as tor writes it.
     private func readControlPortFile() -> TorControlEndpoint? {
         guard let text = Self.readSmallFile(configuration.controlPortFile, limit: 256),
-              let line = text.split(separator: "\n").first, line.hasPrefix("PORT="),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT=") }),
               let colon = line.lastIndex(of: ":"),
               let port = Int(line[line.index(after: colon)...]), (1...65535).contains(port)
         else { return nil }

@@ -25,6 +25,9 @@ final class TorProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Only stdin/stdout/stderr: a listening socket or key file the node opened without
+        // O_CLOEXEC must not live on in tor (and keep a port open after the node is gone).
+        Self.closeDescriptorsFromThree(&actions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -55,6 +58,15 @@ final class TorProcess: Sendable {
         let process = TorProcess(pid: pid)
         Thread.detachNewThread { process.waitForExit() }
         return process
+    }
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc 2.34+ has `posix_spawn_file_actions_addclosefrom_np`, but Swift's Glibc module
+    /// does not declare it; without it (older libcs) the child keeps only what is CLOEXEC-free.
+    private static func closeDescriptorsFromThree(_ actions: inout posix_spawn_file_actions_t) {
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
+        _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
     }
 
     private func waitForExit() {
