@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "LNPTransportTorTests", dependencies: ["LNPTransportTor", "LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire",
                 "LNPSession", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "NodeDaemonTests", dependencies: ["NodeDaemon", "PeerDaemon", "LNPTransport"]),
+        .testTarget(name: "NodeDaemonTests", dependencies: ["NodeDaemon", "PeerDaemon", "LNPTransport", "LNPTransportTor"]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(

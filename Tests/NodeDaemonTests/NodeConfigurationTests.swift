@@ -1,5 +1,6 @@
 import Foundation
 import LNPTransport
+import LNPTransportTor
 import NodeDaemon
 import PeerDaemon
 import Testing
@@ -14,8 +15,8 @@ import Testing
     }()
     /// An environment without tor anywhere on PATH (and LNP_TOR_BINARY pointing nowhere).
     let noTor = ["PATH": "/nonexistent", "LNP_TOR_BINARY": "/nonexistent/tor"]
-    let onionPeer = "02" + String(repeating: "11", count: 32) + "@" + "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion:9735"
-    let clearPeer = "02" + String(repeating: "11", count: 32) + "@127.0.0.1:9735"
+    let onionPeer = "028d7500dd4c12685d1f568b4c2b5048e8534b873319f3a8daa612b469132ec7f7@" + "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion:9735"
+    let clearPeer = "028d7500dd4c12685d1f568b4c2b5048e8534b873319f3a8daa612b469132ec7f7@127.0.0.1:9735"
 
     func resolve(_ flags: NodeConfiguration.Flags, environment: [String: String]? = nil, file: String? = nil) throws -> NodeConfiguration {
         if let file { try file.write(toFile: directory + "/lnpd.conf", atomically: true, encoding: .utf8) }
@@ -42,7 +43,7 @@ import Testing
 
     @Test func anInstalledTorIsLaunchedByDefault() throws {
         let fakeTor = directory + "/tor"
-        FileManager.default.createFile(atPath: fakeTor, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        _ = FileManager.default.createFile(atPath: fakeTor, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
         let configuration = try resolve(.init(), environment: ["PATH": directory])
         #expect(configuration.tor.source == .launch(torBinary: fakeTor, implicit: true))
         var explicit = NodeConfiguration.Flags()
@@ -59,7 +60,11 @@ import Testing
         flags.torControl = "9051"
         let configuration = try resolve(flags)
         #expect(configuration.tor.source == .external(socks: TorEndpoint(host: "127.0.0.1", port: 9050),
-                                                      control: TorEndpoint(host: "127.0.0.1", port: 9051)))
+                                                      control: .tcp(host: "127.0.0.1", port: 9051)))
+        flags.torControl = "unix:/run/tor/control"
+        #expect(try resolve(flags).tor.source == .external(socks: TorEndpoint(host: "127.0.0.1", port: 9050),
+                                                           control: .unixSocket(path: "/run/tor/control")))
+        flags.torControl = "9051"
         flags.torSocks = "127.0.0.1:99999"
         #expect(failure(flags).hasPrefix("--tor-socks 127.0.0.1:99999:"))
         flags.torSocks = nil
@@ -108,10 +113,10 @@ import Testing
             """
         let configuration = try resolve(.init(), file: file)
         #expect(configuration.tor.publishOnion && configuration.tor.torOnly)
-        #expect(configuration.tor.source == .external(socks: nil, control: TorEndpoint(host: "127.0.0.1", port: 9051)))
+        #expect(configuration.tor.source == .external(socks: nil, control: .tcp(host: "127.0.0.1", port: 9051)))
         var flags = NodeConfiguration.Flags()
         flags.torControl = "127.0.0.1:7000"
-        #expect(try resolve(flags, file: file).tor.source == .external(socks: nil, control: TorEndpoint(host: "127.0.0.1", port: 7000)))
+        #expect(try resolve(flags, file: file).tor.source == .external(socks: nil, control: .tcp(host: "127.0.0.1", port: 7000)))
         #expect(failure(.init(), file: "onion = maybe\n").contains("expected true or false"))
     }
 }

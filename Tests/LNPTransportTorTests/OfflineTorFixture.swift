@@ -8,7 +8,7 @@ import Testing
 /// A real `tor` started for a test from a torrc of its own, in a fresh temporary
 /// directory (its DataDirectory). Use `withTor`, which stops exactly the process it
 /// started, also when the test fails.
-struct TorProcess: Sendable {
+struct OfflineTor: Sendable {
     struct StartFailed: Error, CustomStringConvertible {
         let description: String
     }
@@ -25,7 +25,7 @@ struct TorProcess: Sendable {
     /// Writes the torrc (the fixture adds DataDirectory, ControlPort, ControlPortWriteToFile
     /// and a notice log to `lines`), starts `tor -f`, and waits until the control port
     /// file exists and the control port names the SOCKS listener.
-    static func start(_ lines: [String], timeout: Duration = .seconds(20)) async throws -> TorProcess {
+    static func start(_ lines: [String], timeout: Duration = .seconds(20)) async throws -> OfflineTor {
         var template = Array("/tmp/lnp-tor-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw StartFailed(description: "mkdtemp failed (errno \(errno))") }
         let directory = String(cString: made)
@@ -83,7 +83,7 @@ struct TorProcess: Sendable {
                 try await Task.sleep(for: .milliseconds(20))
             }
             let socksPort = try socksListenerPort(controlPort: controlPort!, directory: directory)
-            return TorProcess(pid: pid, directory: directory, controlPort: controlPort!, socksPort: socksPort)
+            return OfflineTor(pid: pid, directory: directory, controlPort: controlPort!, socksPort: socksPort)
         } catch {
             let log = readFile(directory + "/tor.log") ?? ""
             if pid != 0 { stop(pid: pid) }
@@ -209,8 +209,8 @@ struct TorProcess: Sendable {
 }
 
 /// Runs `body` with a tor started from `lines`; the tor is stopped whatever happens.
-func withTor<R>(_ lines: [String], _ body: (TorProcess) async throws -> R) async throws -> R {
-    let tor = try await TorProcess.start(lines)
+func withTor<R>(_ lines: [String], _ body: (OfflineTor) async throws -> R) async throws -> R {
+    let tor = try await OfflineTor.start(lines)
     do {
         let result = try await body(tor)
         tor.stop()
