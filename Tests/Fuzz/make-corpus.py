@@ -225,6 +225,7 @@ def frames(spec):
     assert check.frame(hello) == outputs[0] and check.frame(hello) == outputs[1], "ChaCha20-Poly1305 self-test failed"
 
     # Header: mode, limit, 4 chunk-pattern bytes. Mode bits: 0 round trip, 1 large, 2-3 cipher state, 4 zero copy.
+    # Planned-message control bits: 0x20 switch format after, 0xc0 = length + 65536, 0x18 encrypt variant.
     seeds = {
         "cipher-vector-0-1": bytes([0x00, 0, 0, 0, 0, 0]) + outputs[0] + outputs[1],
         "cipher-vector-0-1-chunked": bytes([0x10, 0, 1, 7, 18, 0]) + outputs[0] + outputs[1],
@@ -235,7 +236,7 @@ def frames(spec):
     }
     large = Encoder(sk, large=True)
     seeds["cipher-large"] = bytes([0x02, 0, 11, 0, 0, 0]) + large.frame(hello) + large.frame(b"\x00\x12" + u16(300) + u16(296) + bytes(296))
-    seeds["roundtrip-hello"] = bytes([0x01, 0, 0, 0, 0, 0]) + plan((0x00, hello, None), (0x00, hello, None))
+    seeds["roundtrip-hello"] = bytes([0x01, 0, 0, 0, 0, 0]) + plan((0x00, hello, None), (0x08, hello, None), (0x10, hello, None))
     seeds["roundtrip-empty-and-init"] = bytes([0x11, 0, 3, 1, 0, 0]) + plan((0x00, b"", None), (0x00, PEER_INIT, None))
     seeds["roundtrip-rotation"] = bytes([0x05, 0, 17, 0, 0, 0]) + plan(*[(0x00, b"", None)] * 4 + [(0x01, hello, None)])
     seeds["roundtrip-switch-large"] = bytes([0x01, 0, 200, 0, 0, 0]) + plan(
@@ -256,7 +257,7 @@ def sessions(spec):
 
     ping = u16(18) + u16(2) + u16(1) + b"\x00"
     seeds = {}
-    # Mode 0: [0][options: bit 0 initiator, bit 1 large][4 chunk-pattern bytes][link bytes].
+    # Mode 0: [0][options: bit 0 initiator, bit 1 large, bit 2 no start()][4 chunk-pattern bytes][link bytes].
     seeds["raw-responder-hello"] = bytes([0, 0, 0, 0, 0, 0]) + act_one + act_three + outputs[0]
     seeds["raw-responder-chunked"] = bytes([0, 2, 1, 49, 66, 0]) + act_one + act_three
     encoder = Encoder(initiator_sends)
@@ -267,6 +268,7 @@ def sessions(spec):
     seeds["raw-responder-large"] = bytes([0, 2, 0, 0, 0, 0]) + act_one + act_three + first + encoder.frame(ping)
     encoder = Encoder(initiator_receives)
     seeds["raw-initiator-init"] = bytes([0, 1, 25, 0, 0, 0]) + act_two + encoder.frame(PEER_INIT) + encoder.frame(ping)
+    seeds["raw-initiator-not-started"] = bytes([0, 5, 0, 0, 0, 0]) + act_two
     seeds["raw-initiator-bad-act2"] = bytes([0, 1, 0, 0, 0, 0]) + act_two[:-1] + b"\x00"
     # Mode 1: [1][options: bit 0 our init offers large frames, bit 1 small limit][4 pattern bytes][planned messages].
     seeds["established-init-ping"] = bytes([1, 0, 0, 0, 0, 0]) + plan((0x00, PEER_INIT, None), (0x00, ping, None))

@@ -30,6 +30,8 @@ enum AdvancedCiphers {
 /// - bit 1: initial format (0 = BOLT, 1 = large);
 /// - bits 2-3: which `AdvancedCiphers` state both sides start from;
 /// - bit 4: use the zero-copy `withNextMessage` instead of `nextMessage`.
+/// Pieces go through `append`'s three paths in turn; a message's control byte bits 3-4
+/// pick the encoder's `encrypt` variant.
 /// Limit byte: 0 = no local limit beyond the format's; otherwise `n * 257` bytes.
 ///
 /// Properties checked:
@@ -67,6 +69,17 @@ public enum FramesTarget {
         }
     }
 
+    /// Feeds one piece through each of `append`'s paths in turn: a contiguous collection,
+    /// a raw buffer, and (for small pieces: it is copied byte by byte) a collection without
+    /// contiguous storage.
+    static func feed(_ decoder: inout FrameDecoder, _ piece: ArraySlice<UInt8>, variant: Int) {
+        switch variant % 3 {
+        case 1: piece.withUnsafeBytes { decoder.append($0) }
+        case 2 where piece.count <= 32: decoder.append(piece.lazy.map { $0 })
+        default: decoder.append(piece)
+        }
+    }
+
     static func next(_ decoder: inout FrameDecoder, zeroCopy: Bool) throws(SessionError) -> [UInt8]? {
         if zeroCopy {
             return try decoder.withNextMessage { Array($0) }
@@ -92,8 +105,8 @@ public enum FramesTarget {
         var fed = 0
         var consumed = 0
         var pendingHeader = false
-        for piece in pieces {
-            decoder.append(piece)
+        for (index, piece) in pieces.enumerated() {
+            feed(&decoder, piece, variant: index)
             fed += piece.count
             do {
                 while let message = try next(&decoder, zeroCopy: zeroCopy) {
@@ -132,7 +145,15 @@ public enum FramesTarget {
         for message in planned {
             let nonceBefore = encoder.cipher.nonce
             do {
-                try encoder.encrypt(message.bytes, appendingTo: &stream)
+                // The three encrypt entry points, chosen by the message's control byte.
+                switch message.control & 0x18 {
+                case 0x08: stream += try encoder.encrypt(message.bytes)
+                case 0x10:
+                    try message.bytes.withUnsafeBytes { raw in
+                        Result { () throws(SessionError) in try encoder.encrypt(raw, appendingTo: &stream) }
+                    }.get()
+                default: try encoder.encrypt(message.bytes, appendingTo: &stream)
+                }
                 fuzzCheck(message.bytes.count <= encoder.format.maximumMessageLength, "encoder framed an oversized message")
             } catch {
                 fuzzCheck(
@@ -149,8 +170,8 @@ public enum FramesTarget {
 
         var decoder = FrameDecoder(cipher: state.decoder, format: initialFormat, maximumMessageLength: limit)
         var received = 0
-        for piece in chunks(of: stream, pattern: pattern) {
-            decoder.append(piece)
+        for (index, piece) in chunks(of: stream, pattern: pattern).enumerated() {
+            feed(&decoder, piece, variant: index)
             while true {
                 let message: [UInt8]?
                 do {

@@ -40,11 +40,11 @@ enum Bolt8Vector {
 public enum HandshakeTarget {
     /// Handshakes in the state each mode starts from, built once (the states are values,
     /// so every execution works on a copy and the ECDH of the earlier acts is not redone).
-    nonisolated(unsafe) static let freshResponder = fixture {
+    static let freshResponder = fixture {
         HandshakeResponder(localStatic: Bolt8Vector.responderStatic, ephemeral: Bolt8Vector.responderEphemeral)
     }
 
-    nonisolated(unsafe) static let initiatorAfterActOne: HandshakeInitiator = fixture {
+    static let initiatorAfterActOne: HandshakeInitiator = fixture {
         var initiator = HandshakeInitiator(
             localStatic: Bolt8Vector.initiatorStatic, remoteStatic: Bolt8Vector.responderStatic.publicKey,
             ephemeral: Bolt8Vector.initiatorEphemeral)
@@ -54,7 +54,7 @@ public enum HandshakeTarget {
         return initiator
     }
 
-    nonisolated(unsafe) static let responderAfterActOne: HandshakeResponder = fixture {
+    static let responderAfterActOne: HandshakeResponder = fixture {
         var responder = freshResponder
         guard let act = try? responder.receiveActOne(Bolt8Vector.actOne), act == Bolt8Vector.actTwo else {
             fatalError("the responder does not reproduce the BOLT-8 vector's act two")

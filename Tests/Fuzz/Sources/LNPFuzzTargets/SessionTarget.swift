@@ -7,7 +7,8 @@ import LNPWire
 ///
 /// Mode 0 (`raw`): a session with the BOLT-8 vector keys is fed the rest of the input as
 /// link bytes, in chunks (byte 1: bit 0 = initiator or responder, bit 1 = whether our init
-/// offers large frames; bytes 2-5: chunk pattern). The vector's acts, and after them the
+/// offers large frames, bit 2 = an initiator that never called start(); bytes 2-5: chunk
+/// pattern). The vector's acts, and after them the
 /// spec's encrypted "hello" frames, are valid link data, so the fuzzer starts from real
 /// handshakes. Checked: the handshake writes exactly the spec's acts and establishes only
 /// with the spec's peer; `handshakeBytesPending` counts down with the bytes fed; the first
@@ -58,6 +59,17 @@ public enum SessionTarget {
             session = PeerSession(
                 role: .initiator(remoteStatic: Bolt8Vector.responderStatic.publicKey), localStatic: Bolt8Vector.initiatorStatic,
                 localInit: ourInit, ephemeral: Bolt8Vector.initiatorEphemeral)
+            if options & 4 != 0 {
+                // Receiving before start() is a caller error that ends the session.
+                do {
+                    _ = try session.receive(data)
+                    fuzzFailure("an initiator received bytes before start()")
+                } catch {
+                    fuzzCheck(error == .notReady("the initiator must call start() before receiving"), "receive before start: \(error)")
+                }
+                expectFailed(&session)
+                return
+            }
             do {
                 let actOne = try session.start()
                 fuzzCheck(actOne == Bolt8Vector.actOne, "initiator session's act one differs from the vector")
@@ -72,6 +84,7 @@ public enum SessionTarget {
                 ephemeral: Bolt8Vector.responderEphemeral)
             expectedWrites = [Bolt8Vector.actTwo]
         }
+        expectEncryptRefused(&session, .notReady("the handshake has not completed"))
         let expectedPeer = isInitiator ? Bolt8Vector.responderStatic.publicKey : Bolt8Vector.initiatorStatic.publicKey
 
         var establishedSeen = false
@@ -132,6 +145,18 @@ public enum SessionTarget {
             fuzzFailure("our init frame does not decrypt with the vector's keys")
         }
         fuzzCheck((try? Message.decode(plaintext)) == .`init`(ourInit), "our init frame carries something else")
+    }
+
+    /// `encrypt` refuses (with `error`) and leaves the session as it was.
+    static func expectEncryptRefused(_ session: inout PeerSession, _ expected: SessionError) {
+        let wasEstablished = session.isEstablished
+        do {
+            _ = try session.encrypt([0x00, 0x12, 0x00, 0x00, 0x00, 0x00])
+            fuzzFailure("encrypt allowed before the session was ready")
+        } catch {
+            fuzzCheck(error == expected, "encrypt refused with \(error), expected \(expected)")
+        }
+        fuzzCheck(session.isEstablished == wasEstablished, "a refused encrypt changed the session")
     }
 
     static func expectFailed(_ session: inout PeerSession) {
@@ -239,6 +264,7 @@ public enum SessionTarget {
         fuzzCheck(peerInit == firstInit || expectedError != nil, "inconsistent init reading")
 
         var responder = connection.responder
+        expectEncryptRefused(&responder, .notReady("the peer's init has not arrived yet (BOLT-1: nothing may be sent before it)"))
         var received: [[UInt8]] = []
         var initSeen = false
         var failure: SessionError?
