@@ -49,8 +49,21 @@ public final class Node: Sendable {
     public func start(only service: Service? = nil) async throws {
         let directory = configuration.dataDirectory
         let threads = service == nil
-        let layout = threads ? BusLayout(transport: .inproc(namespace: "lnpd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"))
-                             : FrontDoor.layout(dataDirectory: directory)
+        let layout: BusLayout
+        if threads {
+            layout = BusLayout(transport: .inproc(namespace: "lnpd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"))
+        } else if let bus = configuration.bus {
+            // Every process of the node holds the same key pair (copied to each host), so
+            // each one is both a CURVE server and an authorised client of the others.
+            let keys = try CurveKeyPair.loadOrCreate(dataDirectory: directory)
+            var hosts: [ServiceName: String] = [:]
+            for (name, host) in bus.hosts { if let service = ServiceName(rawValue: name) { hosts[service] = host } }
+            layout = BusLayout(transport: .tcp(host: bus.host, basePort: bus.basePort, curve: CurveKeys(server: keys)), hosts: hosts)
+            try layout.validate()
+            logger.info("bus: tcp with CURVE from \(bus.host):\(bus.basePort); key \(directory)/\(CurveKeyPair.fileName) (public \(keys.publicKeyHex))")
+        } else {
+            layout = FrontDoor.layout(dataDirectory: directory)
+        }
         let wanted = service.map { [$0] } ?? Service.allCases
 
         if wanted.contains(.keyd) {

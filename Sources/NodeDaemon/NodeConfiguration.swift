@@ -14,6 +14,16 @@ public struct NodeConfiguration: Sendable {
     public var keyPassphrase: String?
     public var logLevel: String
     public var tor: TorSettings
+    /// `--service` processes on several hosts: the bus over tcp with CURVE.
+    public var bus: TCPBus?
+
+    /// The bus across hosts: service `i` of the standard layout listens on `basePort + 2i`
+    /// and `basePort + 2i + 1` on `host`, or on its own host from `hosts`.
+    public struct TCPBus: Equatable, Sendable {
+        public var host: String
+        public var basePort: UInt16
+        public var hosts: [String: String]
+    }
 
     public static let configFileName = "lnpd.conf"
     public static let defaultListen = "0.0.0.0:9735"
@@ -40,12 +50,15 @@ public struct NodeConfiguration: Sendable {
         public var torOnly = false
         public var torLaunch = false
         public var noTor = false
+        public var bus: String?
+        public var busHosts: [String] = []
         public init() {}
     }
 
     public static let fileOptions: Set<String> = [
         "listen", "connect", "key-passphrase-file", "log-level",
         "tor-socks", "tor-control", "tor-cookie", "tor-password", "onion", "tor-only", "tor-launch", "no-tor",
+        "bus", "bus-host",
     ]
 
     public static func resolve(dataDirectory: String, flags: Flags, environment: [String: String]) throws(Failure) -> NodeConfiguration {
@@ -86,8 +99,39 @@ public struct NodeConfiguration: Sendable {
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw Failure("unknown log level \"\(logLevel)\" (trace, debug, info, notice, warning, error, critical)")
         }
+        let bus = try resolveBus(text: flags.bus ?? file["bus"]?.last, hosts: !flags.busHosts.isEmpty ? flags.busHosts : (file["bus-host"] ?? []))
         return NodeConfiguration(dataDirectory: dataDirectory, listen: listen, connect: connect, keyPassphrase: passphrase, logLevel: logLevel,
-                                 tor: tor)
+                                 tor: tor, bus: bus)
+    }
+
+    static let busServices = ["lnpd", "keyd", "peerd", "msgd"]
+
+    /// `tcp://HOST:BASEPORT` and `SERVICE=HOST` entries.
+    static func resolveBus(text: String?, hosts: [String]) throws(Failure) -> TCPBus? {
+        guard let text else {
+            if !hosts.isEmpty { throw Failure("--bus-host needs --bus tcp://HOST:BASEPORT") }
+            return nil
+        }
+        guard text.hasPrefix("tcp://") else {
+            throw Failure("--bus \(text): only tcp://HOST:BASEPORT is an option (threads use inproc and --service processes on one host use ipc by themselves)")
+        }
+        let listen: ListenAddress
+        do { listen = try ListenAddress(parsing: String(text.dropFirst("tcp://".count))) } catch {
+            throw Failure("--bus \(text): \(error.description)")
+        }
+        guard case let .tcp(host, port) = listen.location, port > 0 else {
+            throw Failure("--bus \(text): give a host and a base port above 0, e.g. tcp://10.0.0.1:9800")
+        }
+        var byService: [String: String] = [:]
+        for entry in hosts {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, busServices.contains(parts[0]), !parts[1].isEmpty else {
+                throw Failure("--bus-host \(entry): expected SERVICE=HOST with SERVICE one of \(busServices.joined(separator: ", "))")
+            }
+            do { _ = try LNPTransport.Host(parsing: parts[1]) } catch { throw Failure("--bus-host \(entry): \(error.description)") }
+            byService[parts[0]] = parts[1]
+        }
+        return TCPBus(host: host.description, basePort: port, hosts: byService)
     }
 
     static func isLoopback(_ host: LNPTransport.Host) -> Bool {

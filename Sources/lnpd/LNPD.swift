@@ -61,6 +61,13 @@ struct LNPD: AsyncParsableCommand {
     @Flag(help: "Do not use Tor at all.")
     var noTor = false
 
+    @Option(help: ArgumentHelp("With --service on several hosts: the bus over tcp with CURVE (key file DATA_DIR/bus-curve.key, the same on every host). Service i listens on BASEPORT+2i and +2i+1.",
+                               valueName: "tcp://HOST:BASEPORT"))
+    var bus: String?
+
+    @Option(help: ArgumentHelp("A service that runs on another host than --bus names (repeatable).", valueName: "SERVICE=HOST"))
+    var busHost: [String] = []
+
     func run() async throws {
         let directory = DataDirectory.resolve(dataDir)
         var flags = NodeConfiguration.Flags()
@@ -76,6 +83,8 @@ struct LNPD: AsyncParsableCommand {
         flags.torOnly = torOnly
         flags.torLaunch = torLaunch
         flags.noTor = noTor
+        flags.bus = bus
+        flags.busHosts = busHost
         let only: Node.Service?
         if let service {
             guard let parsed = Node.Service(rawValue: service) else {
@@ -95,6 +104,9 @@ struct LNPD: AsyncParsableCommand {
             configuration = try NodeConfiguration.resolve(dataDirectory: directory, flags: flags, environment: ProcessInfo.processInfo.environment)
         } catch {
             fail(error.description)
+        }
+        if configuration.bus != nil && only == nil {
+            fail("--bus is for a node split across hosts: run each service with --service NAME (threads of one process always use inproc)")
         }
         let lockName = only.map { "lnpd-\($0.rawValue).lock" } ?? "lnpd.lock"
         guard let lock = InstanceLock(path: directory + "/" + lockName) else {

@@ -126,3 +126,67 @@ def test_node_as_four_processes(nodes):
         pass
     mode = os.stat(os.path.join(a.data_dir, "node.key")).st_mode & 0o777
     assert mode == 0o600
+
+
+def free_port_range(count):
+    """A base port with `count` free consecutive ports after it (the bus's tcp slots)."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no free port range")
+
+
+def test_node_as_four_processes_on_a_tcp_bus_with_curve(nodes):
+    """--bus tcp://HOST:BASEPORT: the services of one node reach each other over tcp with
+    CURVE (as they would across hosts), all holding DATA_DIR/bus-curve.key."""
+    base = free_port_range(14)
+    a = nodes("a", services=["keyd", "peerd", "msgd", "lnpd"], extra_args=["--bus", f"tcp://127.0.0.1:{base}"]).start()
+    b = nodes("b").start()
+    key_file = os.path.join(a.data_dir, "bus-curve.key")
+    assert os.stat(key_file).st_mode & 0o777 == 0o600
+    connect(a, b)
+    a.cli("send", b.node_id, "--text", "over a tcp bus")
+    assert b.recv("--count", "1", "--timeout", "20")[0]["text"] == "over a tcp bus"
+    b.cli("send", a.node_id, "--text", "back")
+    assert a.recv("--count", "1", "--timeout", "20")[0]["text"] == "back"
+    # keyd's request port is base + 2 (lnpd, keyd, peerd, msgd... two ports each): a client
+    # without the node's CURVE key gets nothing from it (LNPBusTests prove the refusal).
+    with socket.create_connection(("127.0.0.1", base + 2), timeout=5) as plain:
+        plain.sendall(b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16 + b"\x00" + b"\x00" * 31)
+        plain.settimeout(5)
+        received = b""
+        try:
+            while True:
+                chunk = plain.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+        except socket.timeout:
+            pass
+    assert b"READY" not in received, "keyd accepted a NULL-mechanism (unauthenticated) ZMTP client"
+
+
+def test_bus_option_is_refused_without_service_and_when_malformed(nodes):
+    import subprocess
+    from conftest import LNPD
+    a = nodes("a")
+    for args, expected in ((["--bus", "tcp://127.0.0.1:9800"], "--service"),
+                           (["--service", "keyd", "--bus", "ipc:///tmp/x"], "only tcp://"),
+                           (["--service", "keyd", "--bus", "tcp://127.0.0.1:9800", "--bus-host", "nosuch=10.0.0.1"], "SERVICE=HOST")):
+        result = subprocess.run([LNPD, "--data-dir", a.data_dir, "--no-tor", *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode != 0 and expected in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
