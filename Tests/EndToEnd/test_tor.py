@@ -26,9 +26,10 @@ ONION_ADDRESS = re.compile(r"^[a-z2-7]{56}\.onion:[0-9]{1,5}$")
 # descriptor is reachable 1.5-3 s after ADD_ONION) and to reach a published one.
 PUBLISH_SECONDS = 60
 REACH_SECONDS = 90
-# After a service's tor restarts, reaching its onion again took 3-4 s in most runs here, but
-# in about one restart in four the first SOCKS connect waited out tor's SocksTimeout (120 s,
-# "waiting for circuit") and the next one took 60 s more: 182 s in all.
+# After a service's tor restarts, reaching its onion again took 3-4 s in most runs here; but
+# when the visitor asked before the new descriptor was uploaded (in 2 of 5 to 3 of 6
+# restarts), its tor stayed stuck "waiting for circuit" for 176-182 s in all, whatever
+# the retries, HSFETCH or NEWNYM in between. Waiting for HS_DESC UPLOADED avoids it.
 REACH_AFTER_RESTART_SECONDS = 300
 # A bad-input answer must come at once, or, when tor has to look for an onion, within this.
 AT_ONCE_SECONDS = 5
