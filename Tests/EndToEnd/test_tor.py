@@ -29,7 +29,8 @@ REACH_SECONDS = 90
 # After a service's tor restarts, reaching its onion again took 3-4 s in most runs here; but
 # when the visitor asked before the new descriptor was uploaded (in 2 of 5 to 3 of 6
 # restarts), its tor stayed stuck "waiting for circuit" for 176-182 s in all, whatever
-# the retries, HSFETCH or NEWNYM in between. Waiting for HS_DESC UPLOADED avoids it.
+# the retries, an HSFETCH between them or a NEWNYM before. Waiting for HS_DESC UPLOADED
+# (on the service's tor) before the first try avoided it in every run.
 REACH_AFTER_RESTART_SECONDS = 300
 # A bad-input answer must come at once, or, when tor has to look for an onion, within this.
 AT_ONCE_SECONDS = 5
