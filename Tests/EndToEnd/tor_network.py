@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -255,3 +256,34 @@ def _receive_exactly(sock, count):
             raise AssertionError(f"tor closed the SOCKS connection after {len(data)} of {count} bytes")
         data += chunk
     return data
+
+
+def add_onion_and_wait_until_published(control, arguments, timeout=60):
+    """ADD_ONION arguments on an open control session, then waits until tor has uploaded the
+    descriptor to every HSDir it tried (HS_DESC UPLOAD/UPLOADED events). Returns the reply
+    lines. A client that asks an HSDir before then may get the previous descriptor of a
+    re-added service and, measured here, be stuck for up to three minutes."""
+    code, lines = control.command("SETEVENTS HS_DESC")
+    assert code == "250", lines
+    code, lines = control.command("ADD_ONION " + arguments)
+    assert code == "250", lines
+    service_id = lines[0].split("=", 1)[1]
+    pending, uploaded = set(), 0
+    deadline = time.monotonic() + timeout
+    while not (uploaded and not pending):
+        assert time.monotonic() < deadline, f"tor did not publish {service_id}.onion within {timeout} s"
+        try:
+            code, event = control.read_reply()
+        except TimeoutError:
+            continue
+        fields = " ".join(event).split()
+        if code != "650" or fields[:1] != ["HS_DESC"] or fields[2:3] != [service_id]:
+            continue
+        action, hsdir = fields[1], fields[4] if len(fields) > 4 else ""
+        if action == "UPLOAD":
+            pending.add(hsdir)
+        elif action in ("UPLOADED", "FAILED"):
+            pending.discard(hsdir)
+            uploaded += action == "UPLOADED"
+    control.command("SETEVENTS")
+    return lines
