@@ -48,6 +48,9 @@ struct NodeDialer: TCPDialer {
         return socksDialer.dial(host: host, port: port, on: eventLoop, connectTimeout: connectTimeout, initialize: initialize)
     }
 
-    /// tor's own SocksTimeout is 120 s; a peer that takes longer than this is retried later.
-    static let onionConnectTimeoutSeconds: Int64 = 60
+    /// tor's own SocksTimeout is 120 s, and a client that asked for an onion before its
+    /// descriptor was re-published can stay "waiting for circuit" for minutes (seen on the
+    /// test network after a tor restart). Each dial uses a new TorSOCKSDialer, so new SOCKS
+    /// credentials and new circuits: giving up after 30 s and redialling gets around it.
+    static let onionConnectTimeoutSeconds: Int64 = 30
 }
