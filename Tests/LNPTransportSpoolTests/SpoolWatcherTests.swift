@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LNPCrypto
 import LNPSession
 import LNPTransport
@@ -82,6 +85,21 @@ import Testing
         #expect(!later.imported.outcomes.contains { $0.fileName == "lnp-junk.lnpspool" })
     }
 
+    @Test func temporaryFilesOfACrashedWriterAreRemovedOnceStale() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let shared = scratch.sub("shared")
+        let aliceWatch = try watcher(alice, peer: bob, shared: shared, state: scratch.sub("alice"))
+        let stale = try SpoolFiles.writeTemporary(directory: shared, name: "lnp-old.lnpspool", contents: [1, 2, 3])
+        let fresh = try SpoolFiles.writeTemporary(directory: shared, name: "lnp-new.lnpspool", contents: [1, 2, 3])
+        // Two hours old: past the age at which no writer can still be at it.
+        var times = [timeval(tv_sec: time(nil) - 7_200, tv_usec: 0), timeval(tv_sec: time(nil) - 7_200, tv_usec: 0)]
+        #expect(utimes(stale, &times) == 0)
+        let round = try aliceWatch.poll(now: Sample.now, nowMillis: Sample.nowMillis, outgoing: { [] }, deliver: { _ in })
+        #expect(round.imported.outcomes.isEmpty, "temporary files are never read as bundles")
+        #expect(scratch.names(shared) == [String(fresh.split(separator: "/").last!)])
+    }
+
     @Test func onlySpoolAddressesAreWatched() throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }
@@ -109,7 +127,7 @@ import Testing
                                       deliver: { bundle in received.withLock { $0 += bundle.records.count } }) },
         ]
         defer { runners.forEach { $0.cancel() } }
-        for _ in 0..<250 where received.withLock({ $0 }) < 30 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<1_500 where received.withLock({ $0 }) < 30 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(received.withLock { $0 } == 30)
         for runner in runners {
             runner.cancel()

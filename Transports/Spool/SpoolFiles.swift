@@ -107,6 +107,27 @@ enum SpoolFiles {
         return (names.sorted(), more)
     }
 
+    static func isTemporaryName(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".part") }
+
+    /// Removes temporary files last modified more than `age` seconds ago (by the system
+    /// clock, which is what stamps files), at most a bounded number per call; failures are
+    /// left for the next call.
+    static func removeTemporaries(in directory: String, olderThan age: Int) {
+        guard let names = try? list(directory, limit: 1_000, keep: isTemporaryName).names else { return }
+        let now = time(nil)
+        for name in names {
+            var status = stat()
+            let path = directory + "/" + name
+            guard lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { continue }
+            #if canImport(Darwin)
+            let modified = status.st_mtimespec.tv_sec
+            #else
+            let modified = status.st_mtim.tv_sec
+            #endif
+            if modified + age < now { unlink(path) }
+        }
+    }
+
     static func remove(_ path: String) throws(SpoolFileError) {
         guard unlink(path) == 0 || errno == ENOENT else { throw .cannotWrite(path: path, reason: errnoText()) }
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import LNPCrypto
 import LNPSession
 import LNPTransport
@@ -24,6 +25,8 @@ public struct SpoolWatchRound: Sendable, Equatable {
 public final class SpoolWatcher: Sendable {
     public static let defaultPollInterval = Duration.seconds(2)
     public static let judgedLimit = 10_000
+    /// Seconds after which a temporary bundle file is taken to be left by a crashed writer.
+    public static let staleTemporaryAge = 3_600
 
     public let directory: String
     public let peer: PublicKey
@@ -76,6 +79,8 @@ public final class SpoolWatcher: Sendable {
         outgoing: () throws -> [EnvelopeRecord],
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(Failure) -> SpoolWatchRound {
+        // What a writer that died left behind; old enough that no writer is still at it.
+        SpoolFiles.removeTemporaries(in: directory, olderThan: Self.staleTemporaryAge)
         let judged = state.withLock { $0.judged }
         let report: SpoolImportReport
         do throws(SpoolImportError) {
@@ -119,20 +124,37 @@ public final class SpoolWatcher: Sendable {
 
     /// Polls every `interval` until the task is cancelled. A failed round is logged and the
     /// next one tries again (the directory may be a share that comes and goes).
+    ///
+    /// Each round runs on a Dispatch thread, not in the task: a round blocks while it opens
+    /// envelopes, and a node key in keyd (`RemoteKeyAgreement`) blocks its thread until a
+    /// task of the concurrency pool brings keyd's answer, so blocking pool threads here could
+    /// starve that task of the threads it needs.
     public func run(
         interval: Duration = SpoolWatcher.defaultPollInterval,
-        clock: @Sendable () -> (seconds: UInt64, millis: UInt64),
-        outgoing: @Sendable () throws -> [EnvelopeRecord],
-        deliver: @Sendable (SpoolImportedBundle) throws -> Void
+        clock: @escaping @Sendable () -> (seconds: UInt64, millis: UInt64),
+        outgoing: @escaping @Sendable () throws -> [EnvelopeRecord],
+        deliver: @escaping @Sendable (SpoolImportedBundle) throws -> Void
     ) async {
         while !Task.isCancelled {
-            let now = clock()
-            do {
-                _ = try poll(now: now.seconds, nowMillis: now.millis, outgoing: outgoing, deliver: deliver)
-            } catch {
-                logger.warning("\(error)")
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    self.round(clock: clock, outgoing: outgoing, deliver: deliver)
+                    continuation.resume()
+                }
             }
             try? await Task.sleep(for: interval)
+        }
+    }
+
+    private func round(
+        clock: () -> (seconds: UInt64, millis: UInt64), outgoing: () throws -> [EnvelopeRecord],
+        deliver: (SpoolImportedBundle) throws -> Void
+    ) {
+        let now = clock()
+        do {
+            _ = try poll(now: now.seconds, nowMillis: now.millis, outgoing: outgoing, deliver: deliver)
+        } catch {
+            logger.warning("\(error)")
         }
     }
 }
