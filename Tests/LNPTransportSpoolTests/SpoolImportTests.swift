@@ -175,6 +175,25 @@ import Testing
         #expect(scratch.names(spool).isEmpty, "an imported bundle is removed when asked")
     }
 
+    @Test func aFailingKeyServiceKeepsTheBundleForTheNextPass() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let spool = scratch.sub("spool")
+        let written = try SpoolExporter(localKey: alice).export(Sample.records(200), to: bob.publicKey, directory: spool,
+                                                               nowMillis: Sample.nowMillis)[0]
+        // keyd stops answering part-way through the bundle: a fault only a fake can inject.
+        let failing = CountingKeyAgreement(bob, failAfter: 50)
+        let ledger = try SpoolLedger(path: scratch.path + "/ledger")
+        let inbox = Inbox()
+        #expect(throws: SpoolImportError.self) {
+            try SpoolImporter(localKey: failing, ledger: ledger).importDirectory(spool, now: Sample.now, deliver: inbox.deliver)
+        }
+        #expect(inbox.bundles.count == 0)
+        #expect(!ledger.contains(written.id))
+        let report = try SpoolImporter(localKey: bob, ledger: ledger).importDirectory(spool, now: Sample.now, deliver: inbox.deliver)
+        #expect(report.deliveredCount == 200)
+    }
+
     @Test func exportSplitsBundlesAtTheLimit() throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }
@@ -253,17 +272,29 @@ import Testing
     }
 }
 
-/// The node key, counting the ECDH calls made with it.
+/// The node key, counting the ECDH calls made with it, and failing after `failAfter` of
+/// them as keyd does when it stops answering.
 final class CountingKeyAgreement: StaticKeyAgreement {
+    struct KeyServiceDown: Error {}
+
     let key: PrivateKey
+    let failAfter: Int
     private let calls = Mutex(0)
 
-    init(_ key: PrivateKey) { self.key = key }
+    init(_ key: PrivateKey, failAfter: Int = .max) {
+        self.key = key
+        self.failAfter = failAfter
+    }
+
     var publicKey: PublicKey { key.publicKey }
     var count: Int { calls.withLock { $0 } }
 
     func sharedSecret(with point: PublicKey) throws -> [UInt8] {
-        calls.withLock { $0 += 1 }
+        let call = calls.withLock { calls in
+            calls += 1
+            return calls
+        }
+        guard call <= failAfter else { throw KeyServiceDown() }
         return key.sharedSecret(with: point)
     }
 }

@@ -98,9 +98,13 @@ public enum SpoolImportError: Error, Sendable, CustomStringConvertible {
     case file(SpoolFileError)
     /// The caller's delivery failed; the bundle is not recorded as imported and is tried again next time.
     case deliveryFailed(bundle: SpoolBundleID, reason: String)
+    /// ECDH with our node key failed (keyd did not answer); the bundle is tried again next time.
+    case keyAgreementFailed(bundle: SpoolBundleID, reason: String)
 
     public var description: String {
         switch self {
+        case let .keyAgreementFailed(bundle, reason):
+            "opening bundle \(bundle) needs our node key, and ECDH with it failed: \(reason); the bundle is kept for the next import"
         case let .file(error): error.description
         case let .deliveryFailed(bundle, reason): "storing the contents of bundle \(bundle) failed: \(reason)"
         }

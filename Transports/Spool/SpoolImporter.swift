@@ -98,6 +98,9 @@ public struct SpoolImportLimits: Sendable {
 /// the caller (msgd), which stores them and deduplicates by message id. A bundle is recorded
 /// in the ledger only after the caller has taken its records, so a crash in between imports
 /// it again, which msgd's dedup makes harmless.
+///
+/// A pass blocks its thread while it reads files and does ECDH: call it from a thread of
+/// its own, not from a task of the concurrency pool (see `SpoolWatcher.run`).
 public struct SpoolImporter: Sendable {
     public let localKey: any StaticKeyAgreement
     public let ledger: SpoolLedger
@@ -187,6 +190,11 @@ public struct SpoolImporter: Sendable {
         if ledger.contains(parsed.id) { return .alreadyDone(id: parsed.id, fileName: name) }
 
         let opened = open(bytes, parsed.envelopeRanges)
+        // Our key service failing says nothing about the bundle: stop, record nothing, and let
+        // the next pass try again, rather than report good envelopes as rejected.
+        for case let .failure(.envelope(.keyAgreementFailed(reason))) in opened {
+            throw .keyAgreementFailed(bundle: parsed.id, reason: reason)
+        }
         if case .failure(.envelope(.notForThisNode)) = opened.first {
             return .forAnotherNode(id: parsed.id, fileName: name)
         }
