@@ -140,6 +140,35 @@ import Testing
         #expect(report.rejectedEnvelopes.map(\.description).allSatisfy { $0.hasPrefix("envelope ") })
     }
 
+    @Test func envelopesReplayedFromAnEarlierImportAreRejected() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let spool = scratch.sub("spool"), state = scratch.sub("state")
+        let records = Sample.records(5)
+        let sealed = try records.map { try SealedEnvelope.seal(payload: $0.encode(), to: bob.publicKey, from: alice) }
+        scratch.write("lnp-1.lnpspool", SpoolBundle.encode(id: .random(), envelopes: sealed), in: spool)
+        let importer = try Sample.importer(bob, ledgerIn: state)
+        // msgd's store, as the importer sees it: which (sender, id) it holds.
+        let inbox = Inbox()
+        let held = { (sender: PublicKey, id: [UInt8]) in
+            inbox.records.contains { item in
+                guard item.sender == sender, case let .message(message) = item.record else { return false }
+                return message.id == id
+            }
+        }
+        _ = try importer.importDirectory(spool, now: Sample.now, alreadyReceived: held, deliver: inbox.deliver)
+        #expect(inbox.records.count == 5)
+
+        // Someone repacks two old envelopes with a new one into a fresh bundle.
+        let fresh = Sample.records(1)[0]
+        let freshSealed = try SealedEnvelope.seal(payload: fresh.encode(), to: bob.publicKey, from: alice)
+        scratch.write("lnp-2.lnpspool", SpoolBundle.encode(id: .random(), envelopes: [sealed[3], freshSealed, sealed[0]]), in: spool)
+        let report = try importer.importDirectory(spool, now: Sample.now, alreadyReceived: held, deliver: inbox.deliver)
+        guard case let .message(m3) = records[3], case let .message(m0) = records[0] else { return }
+        #expect(report.rejectedEnvelopes.map(\.problem) == [.alreadyReceived(messageID: m3.id), .alreadyReceived(messageID: m0.id)])
+        #expect(inbox.records.map(\.record) == records + [fresh], "the new message still gets through")
+    }
+
     @Test func aCrashMidWriteLeavesOnlyAnIgnoredTemporaryFile() throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }

@@ -63,6 +63,9 @@ public enum SpoolEnvelopeProblem: Error, Equatable, Sendable, CustomStringConver
     case expired(messageID: [UInt8], expiry: UInt64, now: UInt64)
     /// The same sender and message id came earlier in this import: a replay or a resend.
     case duplicate(messageID: [UInt8])
+    /// The caller's store already holds this message from this sender: a replay of an
+    /// earlier import.
+    case alreadyReceived(messageID: [UInt8])
     /// Sealed by a node other than the peer this spool directory is the link with.
     case unexpectedSender(PublicKey)
 
@@ -72,6 +75,7 @@ public enum SpoolEnvelopeProblem: Error, Equatable, Sendable, CustomStringConver
         case let .record(error): "its record is invalid: \(error)"
         case let .expired(id, expiry, now): "message \(Hex.encode(id)) expired at \(expiry), before now (\(now))"
         case let .duplicate(id): "message \(Hex.encode(id)) from the same sender came earlier in this import (replayed or resent)"
+        case let .alreadyReceived(id): "message \(Hex.encode(id)) from the same sender was received before (replayed or resent)"
         case let .unexpectedSender(sender): "it was sealed by \(sender.hex), not by the peer this spool directory links to"
         }
     }

@@ -125,11 +125,14 @@ public struct SpoolImporter: Sendable {
     /// gets each bundle's records; when it throws, the pass stops and that bundle stays
     /// unrecorded. `onlyFrom` rejects envelopes sealed by anyone else (a shared directory is
     /// the link with one peer); `skipping` names files a watcher has already judged.
+    /// `alreadyReceived` asks the caller's store whether it holds a message (sender, id):
+    /// such a message is a replay from an earlier pass and is rejected with that reason.
     /// `removeImported` deletes bundle files once recorded (a shared directory
     /// is a mailbox; a carried stick is usually left as it is).
     public func importDirectory(
         _ directory: String, now: UInt64, removeImported: Bool = false,
         onlyFrom sender: PublicKey? = nil, skipping judged: Set<String> = [],
+        alreadyReceived: (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(SpoolImportError) -> SpoolImportReport {
         let listing: (names: [String], more: Bool)
@@ -149,7 +152,8 @@ public struct SpoolImporter: Sendable {
                 report.moreWaiting = true
                 break
             }
-            let outcome = try importBundle(directory: directory, name: name, now: now, onlyFrom: sender, seen: &seen, deliver: deliver)
+            let outcome = try importBundle(directory: directory, name: name, now: now, onlyFrom: sender, seen: &seen,
+                                           alreadyReceived: alreadyReceived, deliver: deliver)
             log(outcome)
             if case .alreadyDone = outcome {} else { read += 1 }
             // Only what this pass took in: a bundle found in the ledger may be our own, which
@@ -167,6 +171,7 @@ public struct SpoolImporter: Sendable {
 
     private func importBundle(
         directory: String, name: String, now: UInt64, onlyFrom expectedSender: PublicKey?, seen: inout Set<MessageKey>,
+        alreadyReceived: (PublicKey, [UInt8]) -> Bool,
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(SpoolImportError) -> SpoolBundleOutcome {
         let path = directory + "/" + name
@@ -213,6 +218,10 @@ public struct SpoolImporter: Sendable {
                     if message.hasExpired(at: now) {
                         rejected.append(SpoolEnvelopeRejection(fileName: name, index: index,
                                                                problem: .expired(messageID: message.id, expiry: message.expiry, now: now)))
+                        continue
+                    }
+                    guard !alreadyReceived(item.sender, message.id) else {
+                        rejected.append(SpoolEnvelopeRejection(fileName: name, index: index, problem: .alreadyReceived(messageID: message.id)))
                         continue
                     }
                     guard seen.insert(MessageKey(sender: item.sender, id: message.id)).inserted else {

@@ -73,10 +73,12 @@ public final class SpoolWatcher: Sendable {
 
     /// One round. `outgoing` yields the records msgd has not yet put on this link (it marks
     /// them as sent; it resends after its own retry interval, like after a reconnect);
-    /// it is only called when the peer is keeping up.
+    /// it is only called when the peer is keeping up. `alreadyReceived` is the importer's
+    /// question to msgd's store (see `SpoolImporter.importDirectory`).
     public func poll(
         now: UInt64, nowMillis: UInt64,
         outgoing: () throws -> [EnvelopeRecord],
+        alreadyReceived: (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(Failure) -> SpoolWatchRound {
         // What a writer that died left behind; old enough that no writer is still at it.
@@ -85,7 +87,7 @@ public final class SpoolWatcher: Sendable {
         let report: SpoolImportReport
         do throws(SpoolImportError) {
             report = try importer.importDirectory(directory, now: now, removeImported: true, onlyFrom: peer,
-                                                  skipping: judged, deliver: deliver)
+                                                  skipping: judged, alreadyReceived: alreadyReceived, deliver: deliver)
         } catch {
             throw .importFailed(error)
         }
@@ -133,12 +135,13 @@ public final class SpoolWatcher: Sendable {
         interval: Duration = SpoolWatcher.defaultPollInterval,
         clock: @escaping @Sendable () -> (seconds: UInt64, millis: UInt64),
         outgoing: @escaping @Sendable () throws -> [EnvelopeRecord],
+        alreadyReceived: @escaping @Sendable (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
         deliver: @escaping @Sendable (SpoolImportedBundle) throws -> Void
     ) async {
         while !Task.isCancelled {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 DispatchQueue.global().async {
-                    self.round(clock: clock, outgoing: outgoing, deliver: deliver)
+                    self.round(clock: clock, outgoing: outgoing, alreadyReceived: alreadyReceived, deliver: deliver)
                     continuation.resume()
                 }
             }
@@ -148,11 +151,11 @@ public final class SpoolWatcher: Sendable {
 
     private func round(
         clock: () -> (seconds: UInt64, millis: UInt64), outgoing: () throws -> [EnvelopeRecord],
-        deliver: (SpoolImportedBundle) throws -> Void
+        alreadyReceived: (PublicKey, [UInt8]) -> Bool, deliver: (SpoolImportedBundle) throws -> Void
     ) {
         let now = clock()
         do {
-            _ = try poll(now: now.seconds, nowMillis: now.millis, outgoing: outgoing, deliver: deliver)
+            _ = try poll(now: now.seconds, nowMillis: now.millis, outgoing: outgoing, alreadyReceived: alreadyReceived, deliver: deliver)
         } catch {
             logger.warning("\(error)")
         }
