@@ -142,7 +142,7 @@ public struct SpoolImporter: Sendable {
             throw .file(error)
         }
         var report = SpoolImportReport(moreWaiting: listing.more)
-        // Replays within one pass are caught here; across passes msgd's dedup catches them.
+        // Replays within one pass are caught here; across passes through `alreadyReceived`.
         var seen = Set<MessageKey>()
         var read = 0
         // Oldest first (names sort by time). Bundles already done cost a header read and do
