@@ -83,6 +83,9 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto")],
                 path: "Transports/Tor"),
+        .target(name: "LNPTransportSpool", dependencies: ["LNPTransport", "LNPCrypto", "LNPSession",
+                .product(name: "Logging", package: "swift-log")],
+                path: "Transports/Spool", exclude: ["SPOOL-FORMAT.md"]),
         .executableTarget(name: "lnp-bench", dependencies: ["LNPCrypto", "LNPWire", "LNPSession", "LNPClient", "LNPRPC"]),
         .testTarget(name: "LNPTransportTests", dependencies: ["LNPTransport", "LNPCrypto", "LNPWire", "LNPSession"]),
         .testTarget(name: "LNPTransportTCPTests", dependencies: ["LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire", "LNPSession",
@@ -92,6 +95,7 @@ let package = Package(
                 "LNPSession", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "NodeDaemonTests", dependencies: ["NodeDaemon", "PeerDaemon", "LNPTransport", "LNPTransportTor"]),
+        .testTarget(name: "LNPTransportSpoolTests", dependencies: ["LNPTransportSpool", "LNPTransport", "LNPCrypto", "LNPSession"]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
