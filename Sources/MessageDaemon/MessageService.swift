@@ -21,9 +21,12 @@ public final class MessageService: Sendable {
     private let consumer: Task<Void, Never>
 
     public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, logger: Logger) throws(BusError) {
-        let engine = MessageEngine(store: store, peers: peerClient, logger: logger)
-        self.engine = engine
         let (stream, continuation) = AsyncStream<MessageEngine.Input>.makeStream()
+        let writer = SendWriter(store: store, logger: logger) { recipient, stored in
+            continuation.yield(.enqueued(recipient, stored))
+        }
+        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger)
+        self.engine = engine
         mailbox = continuation
         consumer = Task {
             for await input in stream { await engine.handle(input) }
@@ -73,6 +76,8 @@ actor MessageEngine {
         case inboundReady(InboundQueue)
         case tick
         case deliver(PublicKey)
+        /// `SendWriter` committed these messages (one recipient, consecutive sequence numbers).
+        case enqueued(PublicKey, [StoredOutgoing])
     }
 
     /// What msgd knows of a connected peer.
@@ -87,6 +92,34 @@ actor MessageEngine {
         /// Messages per batch, adapted to their size so a batch stays near `batchBytes`:
         /// a thousand 1 MiB messages must never be read into memory at once.
         var batchLimit = 16
+        /// Batches handed over on this connection and not yet acknowledged (LNP peers):
+        /// the last sequence number of each, its message count and payload bytes.
+        var unacknowledged: [(through: UInt64, count: Int, bytes: Int)] = []
+        var unacknowledgedCount = 0
+        var unacknowledgedBytes = 0
+
+        /// The receiver stores what it gets before it acknowledges it, and until then
+        /// holds it in memory (peerd's batches, the bus, msgd's inbound queue): a sender
+        /// that ran ahead without bound would grow the receiver's memory without bound.
+        var windowIsFull: Bool {
+            reliable && (unacknowledgedBytes >= MessageEngine.windowBytes || unacknowledgedCount >= MessageEngine.windowMessages)
+        }
+
+        mutating func acknowledge(through seq: UInt64) {
+            while let first = unacknowledged.first, first.through <= seq {
+                unacknowledgedCount -= first.count
+                unacknowledgedBytes -= first.bytes
+                unacknowledged.removeFirst()
+            }
+        }
+
+        mutating func handedOver(through seq: UInt64, count: Int, bytes: Int) {
+            sentThroughSeq = seq
+            guard reliable else { return }
+            unacknowledged.append((seq, count, bytes))
+            unacknowledgedCount += count
+            unacknowledgedBytes += bytes
+        }
     }
 
     struct RecvWaiter {
@@ -97,16 +130,28 @@ actor MessageEngine {
 
     static let batchBytes = 4 << 20
     static let maximumBatchCount = 5_000
+    /// At most this many payload bytes, and messages, sent to an LNP peer and not yet
+    /// acknowledged (see `Link.windowIsFull`): enough to keep a fast link busy while the
+    /// receiver commits, little enough to bound its memory.
+    static let windowBytes = 32 << 20
+    static let windowMessages = 40_000
+    /// Payload bytes all outboxes together may hold; past it, delivery reads from the store.
+    static let outboxLimit = 64 << 20
     private let store: MessageStore
     private let peers: BusClient
+    private let writer: SendWriter
     private let logger: Logger
     private var links: [PublicKey: Link] = [:]
+    /// Messages just stored, per recipient, so delivery need not read them back.
+    private var outboxes: [PublicKey: Outbox] = [:]
+    private var outboxBytes = 0
     private var waiters: [RecvWaiter] = []
     private var publish: @Sendable (BusMessage) -> Void = { _ in }
 
-    init(store: MessageStore, peers: BusClient, logger: Logger) {
+    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger) {
         self.store = store
         self.peers = peers
+        self.writer = writer
         self.logger = logger
     }
 
@@ -119,6 +164,7 @@ actor MessageEngine {
         case let .inboundReady(queue): receiveGathered(queue.takeAll())
         case .tick: tick()
         case let .deliver(peer): await deliver(to: peer)
+        case let .enqueued(peer, stored): enqueued(stored, to: peer)
         }
     }
 
@@ -130,24 +176,13 @@ actor MessageEngine {
             case .send:
                 let request = try SendRequest.decode(message.payload)
                 guard !request.messages.isEmpty else { return responder.reply(MessageIDs(ids: []).encoded()) }
-                do {
-                    let stored = try store.enqueue(to: request.recipient, messages: request.messages.map { ($0.type, $0.payload) })
-                    responder.reply(MessageIDs(ids: stored.map(\.id)).encoded())
-                } catch {
-                    logger.error("msgd: cannot store messages for \(request.recipient): \(error)")
-                    return responder.fail(code: RPCErrorCode.storage.rawValue, message: "the node could not store the messages: \(error)")
-                }
-                startDelivery(to: request.recipient)
+                // Stored and answered by the writer; `.enqueued` then starts delivery.
+                writer.submit(request, responder)
             case .recv:
                 let request = try RecvRequest.decode(message.payload)
-                let found = incoming(for: request)
-                if !found.isEmpty || request.waitMilliseconds == 0 {
-                    responder.reply(IncomingList(messages: found).encoded())
-                } else {
-                    waiters.append(RecvWaiter(request: request, responder: responder,
-                                              deadline: .now + .milliseconds(Int64(request.waitMilliseconds))))
-                    scheduleWaiterTimeout(after: .milliseconds(Int64(request.waitMilliseconds)))
-                }
+                let waiter = RecvWaiter(request: request, responder: responder,
+                                        deadline: .now + .milliseconds(Int64(request.waitMilliseconds)))
+                answerOffEngine(waiter, isNew: true)
             case .status:
                 let request = try StatusRequest.decode(message.payload)
                 guard let message = try? store.status(of: request.id) else {
@@ -168,7 +203,30 @@ actor MessageEngine {
     /// under the bus's 64 MiB message limit.
     static let recvReplyBytes = 32 << 20
 
-    private func incoming(for request: RecvRequest) -> [IncomingRecord] {
+    /// Reads and encodes a `recv` reply on a task of its own: thousands of rows must not
+    /// hold up the engine (and with it storing, acknowledging and delivering). A waiter
+    /// that finds nothing comes back to the engine, which checks once more before it
+    /// parks it, so no store in between goes unnoticed.
+    private nonisolated func answerOffEngine(_ waiter: RecvWaiter, isNew: Bool) {
+        let store = self.store
+        Task.detached { [self] in
+            let found = Self.incoming(store, for: waiter.request)
+            if !found.isEmpty || waiter.request.waitMilliseconds == 0 || waiter.deadline <= .now {
+                waiter.responder.reply(IncomingList(messages: found).encoded())
+            } else {
+                await self.park(waiter, isNew: isNew)
+            }
+        }
+    }
+
+    private func park(_ waiter: RecvWaiter, isNew: Bool) {
+        let found = Self.incoming(store, for: waiter.request)
+        guard found.isEmpty else { return waiter.responder.reply(IncomingList(messages: found).encoded()) }
+        waiters.append(waiter)
+        if isNew { scheduleWaiterTimeout(after: .milliseconds(Int64(waiter.request.waitMilliseconds))) }
+    }
+
+    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> [IncomingRecord] {
         let limit = Int(min(request.limit == 0 ? 10_000 : request.limit, 10_000))
         var records: [IncomingRecord] = []
         var bytes = 0
@@ -196,16 +254,14 @@ actor MessageEngine {
         }
     }
 
-    /// Answers waiting `recv`s that now have messages, and those whose time is up.
-    private func answerWaiters(onlyExpired: Bool) {
+    /// Answers waiting `recv`s whose time is up, and, after messages from `storedFrom`
+    /// were stored, hands those that may now have messages to `answerOffEngine`.
+    private func answerWaiters(onlyExpired: Bool, storedFrom: PublicKey? = nil) {
         let now = ContinuousClock.now
         waiters.removeAll { waiter in
-            if !onlyExpired {
-                let found = incoming(for: waiter.request)
-                if !found.isEmpty {
-                    waiter.responder.reply(IncomingList(messages: found).encoded())
-                    return true
-                }
+            if !onlyExpired, waiter.request.from == nil || waiter.request.from == storedFrom {
+                answerOffEngine(waiter, isNew: false)
+                return true
             }
             if waiter.deadline <= now {
                 waiter.responder.reply(IncomingList(messages: []).encoded())
@@ -250,10 +306,10 @@ actor MessageEngine {
     /// arrival order.
     private func receiveGathered(_ events: [[UInt8]]) {
         var order: [PublicKey] = []
-        var byPeer: [PublicKey: [[UInt8]]] = [:]
+        var byPeer: [PublicKey: [WireReader]] = [:]
         for payload in events {
             do {
-                let batch = try PeerMessagesEvent.decode(payload)
+                let batch = try PeerMessagesEvent.decodeInPlace(payload)
                 if byPeer[batch.nodeID] == nil { order.append(batch.nodeID) }
                 byPeer[batch.nodeID, default: []] += batch.messages
             } catch {
@@ -263,14 +319,16 @@ actor MessageEngine {
         for peer in order { receive(byPeer[peer] ?? [], from: peer) }
     }
 
-    private func receive(_ messages: [[UInt8]], from sender: PublicKey) {
+    private func receive(_ messages: [WireReader], from sender: PublicKey) {
         var toStore: [(id: [UInt8], seq: UInt64?, type: UInt16, payload: [UInt8])] = []
         toStore.reserveCapacity(messages.count)
         var sawEnvelope = false
+        // Acknowledgements are cumulative: only the highest of a round is recorded, so a
+        // round costs one transaction however many acks it carries.
+        var highestAck: UInt64?
         for message in messages {
-            guard message.count >= 2 else { continue }
-            let type = UInt16(message[0]) << 8 | UInt16(message[1])
-            var reader = WireReader(message[2...])
+            var reader = message
+            guard let type = try? reader.readU16(field: "type") else { continue }
             switch type {
             case MessagingWire.envelopeType:
                 do {
@@ -283,17 +341,28 @@ actor MessageEngine {
             case MessagingWire.ackType:
                 do {
                     let ack = try Ack(payload: &reader)
-                    try store.markDelivered(to: sender, throughSeq: ack.throughSeq)
-                    publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: ack.wireMessage()))
+                    highestAck = max(highestAck ?? 0, ack.throughSeq)
+                    links[sender]?.acknowledge(through: ack.throughSeq)
                 } catch {
                     logger.warning("msgd: bad lnp_ack from \(sender): \(error)")
                 }
             case MessageType.warning, MessageType.error:
-                logger.notice("msgd: \(sender) sent \(MessageType.name(of: type)): \(String(decoding: message.dropFirst(36), as: UTF8.self))")
+                // After the type: channel_id (32 bytes), then the text's length and the text.
+                logger.notice("msgd: \(sender) sent \(MessageType.name(of: type)): \(String(decoding: reader.readRemainingBytes().dropFirst(34), as: UTF8.self))")
             default:
                 // A plain Lightning custom message from any peer: stored as received.
-                toStore.append((SecureRandom.bytes(16), nil, type, Array(message.dropFirst(2))))
+                toStore.append((SecureRandom.bytes(16), nil, type, reader.readRemainingBytes()))
             }
+        }
+        if let highestAck {
+            do {
+                try store.markDelivered(to: sender, throughSeq: highestAck)
+                dropFromOutbox(sender, through: highestAck)
+                publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: Ack(throughSeq: highestAck).wireMessage()))
+            } catch {
+                logger.warning("msgd: cannot record the lnp_ack from \(sender): \(error)")
+            }
+            startDelivery(to: sender)
         }
         guard !toStore.isEmpty else { return }
         do {
@@ -305,7 +374,7 @@ actor MessageEngine {
             }
             if !result.stored.isEmpty {
                 publish(BusMessage(method: MessageEventType.received.rawValue, payload: NodeIDRequest(nodeID: sender).encoded()))
-                answerWaiters(onlyExpired: false)
+                answerWaiters(onlyExpired: false, storedFrom: sender)
             }
         } catch {
             // Not acknowledged, so the sender will send these again.
@@ -322,7 +391,7 @@ actor MessageEngine {
     // MARK: delivery
 
     private func startDelivery(to peer: PublicKey) {
-        guard var link = links[peer], !link.delivering, !link.blocked else { return }
+        guard var link = links[peer], !link.delivering, !link.blocked, !link.windowIsFull else { return }
         link.delivering = true
         links[peer] = link
         Task { await self.deliver(to: peer) }
@@ -346,23 +415,22 @@ actor MessageEngine {
                 }
             }
         }
-        while let link = links[peer], !link.blocked {
-            let batch: [StoredOutgoing]
-            do {
-                batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: link.batchLimit)
-            } catch {
-                logger.error("msgd: cannot read the queue for \(peer): \(error)")
-                return
+        while let link = links[peer], !link.blocked, !link.windowIsFull {
+            dropFromOutbox(peer, through: link.sentThroughSeq)
+            var batch = outboxes[peer]?.batch(after: link.sentThroughSeq, limit: Self.maximumBatchCount, bytes: Self.batchBytes) ?? []
+            if batch.isEmpty {
+                do {
+                    batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: link.batchLimit)
+                } catch {
+                    logger.error("msgd: cannot read the queue for \(peer): \(error)")
+                    return
+                }
+                guard !batch.isEmpty else { return }
+                let averageSize = max(64, batch.reduce(0) { $0 + $1.payload.count } / batch.count)
+                links[peer]?.batchLimit = max(1, min(Self.maximumBatchCount, Self.batchBytes / averageSize))
             }
-            guard let last = batch.last else { return }
-            let averageSize = max(64, batch.reduce(0) { $0 + $1.payload.count } / batch.count)
-            links[peer]?.batchLimit = max(1, min(Self.maximumBatchCount, Self.batchBytes / averageSize))
-            let wire = batch.map { message in
-                link.reliable
-                    ? Envelope(seq: message.seq, id: message.id, type: message.type, payload: message.payload).wireMessage()
-                    : [UInt8(message.type >> 8), UInt8(message.type & 0xff)] + message.payload
-            }
-            let request = BusMessage(method: PeerMethod.send.rawValue, payload: PeerSendRequest(nodeID: peer, messages: wire).encoded())
+            let last = batch[batch.count - 1]
+            let request = BusMessage(method: PeerMethod.send.rawValue, payload: Self.sendPayload(to: peer, batch, reliable: link.reliable))
             let reply: [UInt8]
             do {
                 reply = try await peers.request(request, timeout: .seconds(30))
@@ -375,15 +443,55 @@ actor MessageEngine {
                 links[peer]?.blocked = true
                 return
             }
-            links[peer]?.sentThroughSeq = last.seq
+            links[peer]?.handedOver(through: last.seq, count: batch.count, bytes: batch.reduce(0) { $0 + $1.payload.count })
             handedOver = (link.reliable, last.seq)
         }
+    }
+
+    /// The bytes of `PeerSendRequest(nodeID: peer, messages: ...)` holding each message as
+    /// an `lnp_message` (or, to a plain Lightning peer, as a message of the user's type),
+    /// written in one pass into one buffer: no array per message, no second copy.
+    static func sendPayload(to peer: PublicKey, _ batch: [StoredOutgoing], reliable: Bool) -> [UInt8] {
+        func size(_ message: StoredOutgoing) -> Int {
+            reliable ? Envelope.wireSize(payloadCount: message.payload.count) : 2 + message.payload.count
+        }
+        var writer = WireWriter(capacity: batch.reduce(33 + 4) { $0 + 4 + size($1) })
+        writer.writeNodeID(peer)
+        writer.writeU32(UInt32(batch.count))
+        for message in batch {
+            writer.writeU32(UInt32(size(message)))
+            if reliable {
+                Envelope.write(seq: message.seq, id: message.id, type: message.type, payload: message.payload, into: &writer)
+            } else {
+                writer.writeU16(message.type)
+                writer.writeBytes(message.payload)
+            }
+        }
+        return writer.bytes
+    }
+
+    // MARK: outbox
+
+    private func enqueued(_ stored: [StoredOutgoing], to peer: PublicKey) {
+        // Messages with an expiry may expire before they go out; only the store knows.
+        let bytes = stored.reduce(0) { $0 + $1.payload.count }
+        if stored.allSatisfy({ $0.expiresAt == nil }), outboxBytes + bytes <= Self.outboxLimit,
+           outboxes[peer, default: Outbox()].append(stored) {
+            outboxBytes += bytes
+        }
+        startDelivery(to: peer)
+    }
+
+    private func dropFromOutbox(_ peer: PublicKey, through seq: UInt64) {
+        guard let dropped = outboxes[peer]?.drop(through: seq), dropped.count > 0 else { return }
+        outboxBytes -= dropped.bytes
+        if outboxes[peer]?.isEmpty == true { outboxes[peer] = nil }
     }
 
     private func tick() {
         _ = try? store.expire(now: Date())
         answerWaiters(onlyExpired: true)
-        for (peer, link) in links where !link.delivering && !link.blocked { startDelivery(to: peer) }
+        for (peer, link) in links where !link.delivering && !link.blocked && !link.windowIsFull { startDelivery(to: peer) }
     }
 }
 
@@ -410,5 +518,61 @@ final class InboundQueue: @unchecked Sendable {
         events = []
         signaled = false
         return taken
+    }
+}
+
+/// Messages to one recipient that `send` just stored, in sequence order without gaps, kept
+/// in memory until handed to peerd, so delivery does not read back from SQLite what it
+/// wrote a moment ago. Only a shortcut: the store still holds every message, and delivery
+/// reads it whenever the outbox does not start right after what was handed over (after a
+/// reconnect, a restart, or when the outbox was full).
+struct Outbox {
+    private var messages: [StoredOutgoing] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == messages.count }
+
+    /// Appends a batch that follows the last message held; false (and nothing appended)
+    /// if it does not, since the outbox never has gaps.
+    mutating func append(_ batch: [StoredOutgoing]) -> Bool {
+        guard let first = batch.first else { return true }
+        if !isEmpty, messages[messages.count - 1].seq + 1 != first.seq { return false }
+        if head > 0 && head * 2 >= messages.count {
+            messages.removeFirst(head)
+            head = 0
+        }
+        messages += batch
+        return true
+    }
+
+    /// Forgets the messages up to `seq`; returns how many and their payload bytes.
+    mutating func drop(through seq: UInt64) -> (count: Int, bytes: Int) {
+        var count = 0, bytes = 0
+        while head < messages.count, messages[head].seq <= seq {
+            bytes += messages[head].payload.count
+            // Frees the payload now; the slot itself goes at the next compaction.
+            messages[head].payload = []
+            head += 1
+            count += 1
+        }
+        if isEmpty {
+            messages.removeAll()
+            head = 0
+        }
+        return (count, bytes)
+    }
+
+    /// The messages right after `seq`: at most `limit`, and within `bytes` of payload
+    /// unless the first alone is larger. Empty when the outbox does not hold `seq + 1`.
+    func batch(after seq: UInt64, limit: Int, bytes: Int) -> [StoredOutgoing] {
+        guard head < messages.count, messages[head].seq == seq + 1 else { return [] }
+        var end = head, total = 0
+        while end < messages.count, end - head < limit {
+            let size = messages[end].payload.count
+            if end > head && total + size > bytes { break }
+            total += size
+            end += 1
+        }
+        return Array(messages[head..<end])
     }
 }
