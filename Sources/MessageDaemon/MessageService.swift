@@ -200,8 +200,10 @@ actor MessageEngine {
     }
 
     /// A reply carries at most this many payload bytes (and at least one message), well
-    /// under the bus's 64 MiB message limit.
-    static let recvReplyBytes = 32 << 20
+    /// under the bus's 64 MiB message limit. Each reply is copied several times on its way
+    /// (encoding, bus frames, the front door): 8 MiB buffers stay in malloc's heap and are
+    /// reused, where 32 MiB ones were mapped and zero-filled by the kernel every time.
+    static let recvReplyBytes = 8 << 20
 
     /// Reads and encodes a `recv` reply on a task of its own: thousands of rows must not
     /// hold up the engine (and with it storing, acknowledging and delivering). A waiter
@@ -231,9 +233,10 @@ actor MessageEngine {
         var records: [IncomingRecord] = []
         var bytes = 0
         var after = Int64(clamping: request.afterRowID)
-        // Read in small pages so large messages never pile up past the byte cap.
+        // Read in pages sized by the payloads seen so far, so large messages never pile up
+        // past the byte cap: a page of 256 rows of 1 MiB would read 256 MiB for a 32 MiB reply.
+        var pageSize = min(16, limit)
         while records.count < limit {
-            let pageSize = min(256, limit - records.count)
             let page = (try? store.incoming(afterRowID: after, from: request.from, limit: pageSize)) ?? []
             for row in page {
                 if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return records }
@@ -243,6 +246,8 @@ actor MessageEngine {
             }
             guard page.count == pageSize, let last = page.last else { break }
             after = last.rowID
+            let averageSize = max(64, bytes / max(records.count, 1))
+            pageSize = max(1, min(256, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
         }
         return records
     }
@@ -355,13 +360,9 @@ actor MessageEngine {
             }
         }
         if let highestAck {
-            do {
-                try store.markDelivered(to: sender, throughSeq: highestAck)
-                dropFromOutbox(sender, through: highestAck)
-                publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: Ack(throughSeq: highestAck).wireMessage()))
-            } catch {
-                logger.warning("msgd: cannot record the lnp_ack from \(sender): \(error)")
-            }
+            writer.record(deliveredThrough: highestAck, for: sender)
+            dropFromOutbox(sender, through: highestAck)
+            publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: Ack(throughSeq: highestAck).wireMessage()))
             startDelivery(to: sender)
         }
         guard !toStore.isEmpty else { return }
@@ -407,12 +408,7 @@ actor MessageEngine {
             // LNP peers (their acks mark delivery), and a plain peer's messages count as
             // delivered once written, the most we can know.
             if let handedOver {
-                do {
-                    try store.markSent(to: peer, throughSeq: handedOver.through, link: "tcp")
-                    if !handedOver.reliable { try store.markDelivered(to: peer, throughSeq: handedOver.through) }
-                } catch {
-                    logger.error("msgd: cannot record delivery progress for \(peer): \(error)")
-                }
+                writer.record(sentThrough: handedOver.through, deliveredThrough: handedOver.reliable ? 0 : handedOver.through, for: peer)
             }
         }
         while let link = links[peer], !link.blocked, !link.windowIsFull {

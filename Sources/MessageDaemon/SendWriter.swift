@@ -33,6 +33,10 @@ final class SendWriter: @unchecked Sendable {
     private var pending: [Pending] = []
     /// Guarded by `lock`: a drain is scheduled or running.
     private var draining = false
+    /// Guarded by `lock`: delivery progress not yet recorded, per recipient. Both marks are
+    /// cumulative, so only the highest of each matters and a burst costs one write.
+    private var progress: [PublicKey: (sent: UInt64, delivered: UInt64)] = [:]
+    private var progressScheduled = false
 
     init(store: MessageStore, logger: Logger, onStored: @escaping @Sendable (PublicKey, [StoredOutgoing]) -> Void) {
         self.store = store
@@ -47,6 +51,36 @@ final class SendWriter: @unchecked Sendable {
         draining = true
         lock.unlock()
         if start { queue.async { self.drain() } }
+    }
+
+    /// Records, soon and off the engine, that messages to `peer` went out (`sentThrough`)
+    /// or were acknowledged (`deliveredThrough`); 0 leaves a mark alone. Neither needs to be
+    /// on disk at once: a mark lost in a crash only means a few messages are sent again,
+    /// and the receiver drops what it already has.
+    func record(sentThrough: UInt64 = 0, deliveredThrough: UInt64 = 0, for peer: PublicKey) {
+        lock.lock()
+        let old = progress[peer] ?? (0, 0)
+        progress[peer] = (max(old.sent, sentThrough), max(old.delivered, deliveredThrough))
+        let schedule = !progressScheduled
+        progressScheduled = true
+        lock.unlock()
+        if schedule { queue.async { self.writeProgress() } }
+    }
+
+    private func writeProgress() {
+        lock.lock()
+        let taken = progress
+        progress = [:]
+        progressScheduled = false
+        lock.unlock()
+        for (peer, marks) in taken {
+            do {
+                if marks.sent > 0 { try store.markSent(to: peer, throughSeq: marks.sent, link: "tcp") }
+                if marks.delivered > 0 { try store.markDelivered(to: peer, throughSeq: marks.delivered) }
+            } catch {
+                logger.error("msgd: cannot record delivery progress for \(peer): \(error)")
+            }
+        }
     }
 
     private func drain() {
