@@ -145,6 +145,10 @@ actor MessageEngine {
     /// Messages just stored, per recipient, so delivery need not read them back.
     private var outboxes: [PublicKey: Outbox] = [:]
     private var outboxBytes = 0
+    /// The latest ack sent to each LNP peer, until peerd took one into its queue. A sender
+    /// whose window is full sends nothing until it hears an ack, so an ack peerd refused
+    /// (its queue full of our own messages) must go again: `tick` resends these.
+    private var acksOwed: [PublicKey: UInt64] = [:]
     private var waiters: [RecvWaiter] = []
     private var publish: @Sendable (BusMessage) -> Void = { _ in }
 
@@ -287,12 +291,14 @@ actor MessageEngine {
                 links[peer.nodeID] = Link(reliable: reliable, address: peer.address)
                 if reliable, let through = try? store.highestContiguousSeq(from: peer.nodeID), through > 0 {
                     // Tell a sender that restarted what we already hold, so it resends only the rest.
-                    sendToPeer(peer.nodeID, [Ack(throughSeq: through).wireMessage()])
+                    sendAck(to: peer.nodeID, through: through)
                 }
                 startDelivery(to: peer.nodeID)
             case .disconnected:
                 let nodeID = try PeerDisconnectedEvent.decode(event.payload).nodeID
                 links[nodeID] = nil
+                // The next connection starts with an ack of its own.
+                acksOwed[nodeID] = nil
             case .writable:
                 let nodeID = try NodeIDRequest.decode(event.payload).nodeID
                 links[nodeID]?.blocked = false
@@ -370,8 +376,7 @@ actor MessageEngine {
             let result = try store.storeIncoming(from: sender, messages: toStore, receivedAt: Date())
             if result.duplicates > 0 { logger.debug("msgd: \(result.duplicates) duplicate messages from \(sender) dropped") }
             if sawEnvelope {
-                let through = try store.highestContiguousSeq(from: sender)
-                sendToPeer(sender, [Ack(throughSeq: through).wireMessage()])
+                sendAck(to: sender, through: try store.highestContiguousSeq(from: sender))
             }
             if !result.stored.isEmpty {
                 publish(BusMessage(method: MessageEventType.received.rawValue, payload: NodeIDRequest(nodeID: sender).encoded()))
@@ -383,10 +388,19 @@ actor MessageEngine {
         }
     }
 
-    private func sendToPeer(_ peer: PublicKey, _ messages: [[UInt8]]) {
-        let request = BusMessage(method: PeerMethod.send.rawValue, payload: PeerSendRequest(nodeID: peer, messages: messages).encoded())
+    private func sendAck(to peer: PublicKey, through: UInt64) {
+        acksOwed[peer] = through
+        let request = BusMessage(method: PeerMethod.send.rawValue,
+                                 payload: PeerSendRequest(nodeID: peer, messages: [Ack(throughSeq: through).wireMessage()]).encoded())
         let peers = self.peers
-        Task { _ = try? await peers.request(request, timeout: .seconds(10)) }
+        Task {
+            guard let reply = try? await peers.request(request, timeout: .seconds(10)), reply.first == PeerSendOutcome.written.rawValue else { return }
+            self.ackQueued(to: peer, through: through)
+        }
+    }
+
+    private func ackQueued(to peer: PublicKey, through: UInt64) {
+        if acksOwed[peer] == through { acksOwed[peer] = nil }
     }
 
     // MARK: delivery
@@ -485,6 +499,7 @@ actor MessageEngine {
     }
 
     private func tick() {
+        for (peer, through) in acksOwed where links[peer] != nil { sendAck(to: peer, through: through) }
         _ = try? store.expire(now: Date())
         answerWaiters(onlyExpired: true)
         for (peer, link) in links where !link.delivering && !link.blocked && !link.windowIsFull { startDelivery(to: peer) }
