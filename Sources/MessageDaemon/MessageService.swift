@@ -17,6 +17,7 @@ public final class MessageService: Sendable {
     private let server: BusServer
     private let subscriber: BusSubscriber
     private let engine: MessageEngine
+    private let peerClient: BusClient
     private let mailbox: AsyncStream<MessageEngine.Input>.Continuation
     private let consumer: Task<Void, Never>
 
@@ -27,6 +28,7 @@ public final class MessageService: Sendable {
         }
         let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger)
         self.engine = engine
+        self.peerClient = peerClient
         mailbox = continuation
         consumer = Task {
             for await input in stream { await engine.handle(input) }
@@ -52,6 +54,20 @@ public final class MessageService: Sendable {
     public func start() throws(BusError) {
         try server.start()
         let continuation = mailbox
+        // peerd starts first and dials persistent peers at once, so a `connected` event may
+        // be published before our subscription is in place (the PUB/SUB slow joiner): msgd
+        // would then never deliver to that peer. Once events do reach us, peerd's list of
+        // connected peers fills the gap; a peer also announced by its event is merely
+        // set up twice, which restarts delivery from its last acknowledged message.
+        let subscriber = self.subscriber, peerClient = self.peerClient
+        Task {
+            try? await subscriber.waitUntilReady([.peerd], timeout: .seconds(60))
+            guard let reply = try? await peerClient.request(BusMessage(method: PeerMethod.peers.rawValue, payload: []), timeout: .seconds(10)),
+                  let list = try? PeerList.decode(reply) else { return }
+            for peer in list.peers where peer.connected {
+                continuation.yield(.peerEvent(BusMessage(method: PeerEventType.connected.rawValue, payload: peer.encoded())))
+            }
+        }
         // Expiry and re-delivery checks: cheap queries, once a second.
         Task {
             while !Task.isCancelled {
