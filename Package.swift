@@ -89,6 +89,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "MessageDaemonTests", dependencies: ["MessageDaemon", "LNPStore", "LNPRPC", "LNPCrypto", "LNPWire"]),
         .testTarget(
             name: "LNPRPCTests",
             dependencies: ["LNPRPC", "LNPCrypto", "LNPWire"]

@@ -91,9 +91,10 @@ final class SendWriter: @unchecked Sendable {
             if taken.isEmpty { draining = false }
             lock.unlock()
             guard !taken.isEmpty else { return }
+            let requests = taken.map(\.request)
             var start = 0
             while start < taken.count {
-                let end = Self.groupEnd(taken, from: start)
+                let end = Self.groupEnd(of: requests, from: start)
                 store(taken[start..<end])
                 start = end
             }
@@ -102,13 +103,13 @@ final class SendWriter: @unchecked Sendable {
 
     /// The end of the group that starts at `start`: consecutive requests to the same
     /// recipient within the store's batch count and `groupBytes`.
-    static func groupEnd(_ requests: [Pending], from start: Int) -> Int {
-        let recipient = requests[start].request.recipient
-        var count = requests[start].request.messages.count
-        var bytes = payloadBytes(requests[start].request)
+    static func groupEnd(of requests: [SendRequest], from start: Int) -> Int {
+        let recipient = requests[start].recipient
+        var count = requests[start].messages.count
+        var bytes = payloadBytes(requests[start])
         var end = start + 1
-        while end < requests.count, requests[end].request.recipient == recipient {
-            let nextCount = requests[end].request.messages.count, nextBytes = payloadBytes(requests[end].request)
+        while end < requests.count, requests[end].recipient == recipient {
+            let nextCount = requests[end].messages.count, nextBytes = payloadBytes(requests[end])
             guard count + nextCount <= MessageStore.maxBatchCount, bytes + nextBytes <= groupBytes else { break }
             count += nextCount
             bytes += nextBytes
