@@ -267,7 +267,8 @@ actor MessageEngine {
             guard page.count == pageSize, let last = page.last else { break }
             after = last.rowID
             let averageSize = max(64, bytes / max(records.count, 1))
-            pageSize = max(1, min(256, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
+            // Small messages in few pages: each page is a read transaction of its own.
+            pageSize = max(1, min(4_096, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
         }
         return records
     }
