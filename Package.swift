@@ -98,6 +98,7 @@ let package = Package(
         .testTarget(name: "LNPTransportSpoolTests", dependencies: ["LNPTransportSpool", "LNPTransport", "LNPCrypto", "LNPSession"]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "MessageDaemonTests", dependencies: ["MessageDaemon", "LNPStore", "LNPRPC", "LNPCrypto", "LNPWire"]),
         .testTarget(
             name: "LNPRPCTests",
             dependencies: ["LNPRPC", "LNPCrypto", "LNPWire"]

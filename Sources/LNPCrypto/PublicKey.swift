@@ -49,7 +49,9 @@ public struct PublicKey: Sendable, Hashable, CustomStringConvertible {
     public var description: String { hex }
 
     public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool { lhs.compressed == rhs.compressed }
-    public func hash(into hasher: inout Hasher) { hasher.combine(compressed) }
+    /// The bytes in one call: hashing the array would feed the hasher byte by byte, and
+    /// peerd and msgd look a key up in a dictionary for every message.
+    public func hash(into hasher: inout Hasher) { compressed.withUnsafeBytes { hasher.combine(bytes: $0) } }
 
     /// The x-only form used by BIP-340 and whether y was odd.
     public var xOnly: (key: XOnlyPublicKey, parity: Bool) {

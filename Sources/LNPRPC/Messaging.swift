@@ -35,14 +35,24 @@ public struct Envelope: Equatable, Sendable {
 
     /// The whole Lightning message: u16 type 33001 then the fields.
     public func wireMessage() -> [UInt8] {
-        var writer = WireWriter(capacity: 2 + 8 + 16 + 2 + 4 + payload.count)
+        var writer = WireWriter(capacity: Self.wireSize(payloadCount: payload.count))
+        Self.write(seq: seq, id: id, type: type, payload: payload, into: &writer)
+        return writer.bytes
+    }
+
+    /// The size of the whole Lightning message for a payload of `payloadCount` bytes (with
+    /// a 16-byte id).
+    public static func wireSize(payloadCount: Int) -> Int { 2 + 8 + 16 + 2 + 4 + payloadCount }
+
+    /// Writes the whole Lightning message without building an `Envelope` first: msgd
+    /// writes thousands of them straight into one request to peerd.
+    public static func write(seq: UInt64, id: [UInt8], type: UInt16, payload: [UInt8], into writer: inout WireWriter) {
         writer.writeU16(MessagingWire.envelopeType)
         writer.writeU64(seq)
         writer.writeBytes(id)
         writer.writeU16(type)
         writer.writeU32(UInt32(payload.count))
         writer.writeBytes(payload)
-        return writer.bytes
     }
 
     /// Decodes the fields after the u16 message type.

@@ -7,11 +7,16 @@ import LNPWire
 public protocol RPCPayload: Sendable {
     func encode(into writer: inout WireWriter)
     init(from reader: inout WireReader) throws(WireError)
+    /// The encoded size, or a close guess, so `encoded()` allocates once: payloads that
+    /// carry many megabytes of messages would otherwise be copied as the buffer grows.
+    var encodedSizeHint: Int { get }
 }
 
 extension RPCPayload {
+    public var encodedSizeHint: Int { 0 }
+
     public func encoded() -> [UInt8] {
-        var writer = WireWriter()
+        var writer = WireWriter(capacity: encodedSizeHint)
         encode(into: &writer)
         return writer.bytes
     }

@@ -23,6 +23,7 @@ public final class MessageStore: Sendable {
     static let copiedPayloadLimit = 16 * 1024
 
     let writer: any DatabaseWriter
+    private let checkpointer: WALCheckpointer?
     /// node.ref → key; rows of `node` are never deleted or changed, so entries stay true.
     private let keys = Locked<[Int64: PublicKey]>([:])
 
@@ -39,11 +40,13 @@ public final class MessageStore: Sendable {
             // commits on power loss, so the writer goes back to FULL here.
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
+                // `WALCheckpointer` checkpoints; the writer only if that falls far behind.
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(WALCheckpointer.writerThresholdPages)")
             }
         } catch {
             throw .cannotOpen(path: path, reason: StoreError.wrapping(error).description)
         }
-        try self.init(writer: pool)
+        try self.init(writer: pool, checkpointer: WALCheckpointer(path: path))
     }
 
     /// A private in-memory store (no WAL, nothing on disk): for tests.
@@ -55,8 +58,9 @@ public final class MessageStore: Sendable {
         }
     }
 
-    private init(writer: any DatabaseWriter) throws(StoreError) {
+    private init(writer: any DatabaseWriter, checkpointer: WALCheckpointer? = nil) throws(StoreError) {
         self.writer = writer
+        self.checkpointer = checkpointer
         do {
             let migrator = Schema.migrator
             if try writer.read({ try migrator.hasBeenSuperseded($0) }) {
@@ -66,6 +70,10 @@ public final class MessageStore: Sendable {
         } catch {
             throw .wrapping(error)
         }
+    }
+
+    deinit {
+        checkpointer?.stop()
     }
 
     private static func baseConfiguration() -> Configuration {
@@ -88,6 +96,7 @@ public final class MessageStore: Sendable {
 
     /// Closes every connection; later calls throw. Dropping the store does the same.
     public func close() throws(StoreError) {
+        checkpointer?.stop()
         do {
             if let pool = writer as? DatabasePool {
                 try pool.close()

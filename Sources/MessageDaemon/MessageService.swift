@@ -17,13 +17,18 @@ public final class MessageService: Sendable {
     private let server: BusServer
     private let subscriber: BusSubscriber
     private let engine: MessageEngine
+    private let peerClient: BusClient
     private let mailbox: AsyncStream<MessageEngine.Input>.Continuation
     private let consumer: Task<Void, Never>
 
     public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, logger: Logger) throws(BusError) {
-        let engine = MessageEngine(store: store, peers: peerClient, logger: logger)
-        self.engine = engine
         let (stream, continuation) = AsyncStream<MessageEngine.Input>.makeStream()
+        let writer = SendWriter(store: store, logger: logger) { recipient, stored in
+            continuation.yield(.enqueued(recipient, stored))
+        }
+        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger)
+        self.engine = engine
+        self.peerClient = peerClient
         mailbox = continuation
         consumer = Task {
             for await input in stream { await engine.handle(input) }
@@ -49,6 +54,20 @@ public final class MessageService: Sendable {
     public func start() throws(BusError) {
         try server.start()
         let continuation = mailbox
+        // peerd starts first and dials persistent peers at once, so a `connected` event may
+        // be published before our subscription is in place (the PUB/SUB slow joiner): msgd
+        // would then never deliver to that peer. Once events do reach us, peerd's list of
+        // connected peers fills the gap; a peer also announced by its event is merely
+        // set up twice, which restarts delivery from its last acknowledged message.
+        let subscriber = self.subscriber, peerClient = self.peerClient
+        Task {
+            try? await subscriber.waitUntilReady([.peerd], timeout: .seconds(60))
+            guard let reply = try? await peerClient.request(BusMessage(method: PeerMethod.peers.rawValue, payload: []), timeout: .seconds(10)),
+                  let list = try? PeerList.decode(reply) else { return }
+            for peer in list.peers where peer.connected {
+                continuation.yield(.peerEvent(BusMessage(method: PeerEventType.connected.rawValue, payload: peer.encoded())))
+            }
+        }
         // Expiry and re-delivery checks: cheap queries, once a second.
         Task {
             while !Task.isCancelled {
@@ -73,6 +92,8 @@ actor MessageEngine {
         case inboundReady(InboundQueue)
         case tick
         case deliver(PublicKey)
+        /// `SendWriter` committed these messages (one recipient, consecutive sequence numbers).
+        case enqueued(PublicKey, [StoredOutgoing])
     }
 
     /// What msgd knows of a connected peer.
@@ -87,6 +108,34 @@ actor MessageEngine {
         /// Messages per batch, adapted to their size so a batch stays near `batchBytes`:
         /// a thousand 1 MiB messages must never be read into memory at once.
         var batchLimit = 16
+        /// Batches handed over on this connection and not yet acknowledged (LNP peers):
+        /// the last sequence number of each, its message count and payload bytes.
+        var unacknowledged: [(through: UInt64, count: Int, bytes: Int)] = []
+        var unacknowledgedCount = 0
+        var unacknowledgedBytes = 0
+
+        /// The receiver stores what it gets before it acknowledges it, and until then
+        /// holds it in memory (peerd's batches, the bus, msgd's inbound queue): a sender
+        /// that ran ahead without bound would grow the receiver's memory without bound.
+        var windowIsFull: Bool {
+            reliable && (unacknowledgedBytes >= MessageEngine.windowBytes || unacknowledgedCount >= MessageEngine.windowMessages)
+        }
+
+        mutating func acknowledge(through seq: UInt64) {
+            while let first = unacknowledged.first, first.through <= seq {
+                unacknowledgedCount -= first.count
+                unacknowledgedBytes -= first.bytes
+                unacknowledged.removeFirst()
+            }
+        }
+
+        mutating func handedOver(through seq: UInt64, count: Int, bytes: Int) {
+            sentThroughSeq = seq
+            guard reliable else { return }
+            unacknowledged.append((seq, count, bytes))
+            unacknowledgedCount += count
+            unacknowledgedBytes += bytes
+        }
     }
 
     struct RecvWaiter {
@@ -97,16 +146,32 @@ actor MessageEngine {
 
     static let batchBytes = 4 << 20
     static let maximumBatchCount = 5_000
+    /// At most this many payload bytes, and messages, sent to an LNP peer and not yet
+    /// acknowledged (see `Link.windowIsFull`): enough to keep a fast link busy while the
+    /// receiver commits, little enough to bound its memory.
+    static let windowBytes = 32 << 20
+    static let windowMessages = 40_000
+    /// Payload bytes all outboxes together may hold; past it, delivery reads from the store.
+    static let outboxLimit = 64 << 20
     private let store: MessageStore
     private let peers: BusClient
+    private let writer: SendWriter
     private let logger: Logger
     private var links: [PublicKey: Link] = [:]
+    /// Messages just stored, per recipient, so delivery need not read them back.
+    private var outboxes: [PublicKey: Outbox] = [:]
+    private var outboxBytes = 0
+    /// The latest ack sent to each LNP peer, until peerd took one into its queue. A sender
+    /// whose window is full sends nothing until it hears an ack, so an ack peerd refused
+    /// (its queue full of our own messages) must go again: `tick` resends these.
+    private var acksOwed: [PublicKey: UInt64] = [:]
     private var waiters: [RecvWaiter] = []
     private var publish: @Sendable (BusMessage) -> Void = { _ in }
 
-    init(store: MessageStore, peers: BusClient, logger: Logger) {
+    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger) {
         self.store = store
         self.peers = peers
+        self.writer = writer
         self.logger = logger
     }
 
@@ -119,6 +184,7 @@ actor MessageEngine {
         case let .inboundReady(queue): receiveGathered(queue.takeAll())
         case .tick: tick()
         case let .deliver(peer): await deliver(to: peer)
+        case let .enqueued(peer, stored): enqueued(stored, to: peer)
         }
     }
 
@@ -130,24 +196,13 @@ actor MessageEngine {
             case .send:
                 let request = try SendRequest.decode(message.payload)
                 guard !request.messages.isEmpty else { return responder.reply(MessageIDs(ids: []).encoded()) }
-                do {
-                    let stored = try store.enqueue(to: request.recipient, messages: request.messages.map { ($0.type, $0.payload) })
-                    responder.reply(MessageIDs(ids: stored.map(\.id)).encoded())
-                } catch {
-                    logger.error("msgd: cannot store messages for \(request.recipient): \(error)")
-                    return responder.fail(code: RPCErrorCode.storage.rawValue, message: "the node could not store the messages: \(error)")
-                }
-                startDelivery(to: request.recipient)
+                // Stored and answered by the writer; `.enqueued` then starts delivery.
+                writer.submit(request, responder)
             case .recv:
                 let request = try RecvRequest.decode(message.payload)
-                let found = incoming(for: request)
-                if !found.isEmpty || request.waitMilliseconds == 0 {
-                    responder.reply(IncomingList(messages: found).encoded())
-                } else {
-                    waiters.append(RecvWaiter(request: request, responder: responder,
-                                              deadline: .now + .milliseconds(Int64(request.waitMilliseconds))))
-                    scheduleWaiterTimeout(after: .milliseconds(Int64(request.waitMilliseconds)))
-                }
+                let waiter = RecvWaiter(request: request, responder: responder,
+                                        deadline: .now + .milliseconds(Int64(request.waitMilliseconds)))
+                answerOffEngine(waiter, isNew: true)
             case .status:
                 let request = try StatusRequest.decode(message.payload)
                 guard let message = try? store.status(of: request.id) else {
@@ -165,17 +220,43 @@ actor MessageEngine {
     }
 
     /// A reply carries at most this many payload bytes (and at least one message), well
-    /// under the bus's 64 MiB message limit.
-    static let recvReplyBytes = 32 << 20
+    /// under the bus's 64 MiB message limit. Each reply is copied several times on its way
+    /// (encoding, bus frames, the front door): 8 MiB buffers stay in malloc's heap and are
+    /// reused, where 32 MiB ones were mapped and zero-filled by the kernel every time.
+    static let recvReplyBytes = 8 << 20
 
-    private func incoming(for request: RecvRequest) -> [IncomingRecord] {
+    /// Reads and encodes a `recv` reply on a task of its own: thousands of rows must not
+    /// hold up the engine (and with it storing, acknowledging and delivering). A waiter
+    /// that finds nothing comes back to the engine, which checks once more before it
+    /// parks it, so no store in between goes unnoticed.
+    private nonisolated func answerOffEngine(_ waiter: RecvWaiter, isNew: Bool) {
+        let store = self.store
+        Task.detached { [self] in
+            let found = Self.incoming(store, for: waiter.request)
+            if !found.isEmpty || waiter.request.waitMilliseconds == 0 || waiter.deadline <= .now {
+                waiter.responder.reply(IncomingList(messages: found).encoded())
+            } else {
+                await self.park(waiter, isNew: isNew)
+            }
+        }
+    }
+
+    private func park(_ waiter: RecvWaiter, isNew: Bool) {
+        let found = Self.incoming(store, for: waiter.request)
+        guard found.isEmpty else { return waiter.responder.reply(IncomingList(messages: found).encoded()) }
+        waiters.append(waiter)
+        if isNew { scheduleWaiterTimeout(after: .milliseconds(Int64(waiter.request.waitMilliseconds))) }
+    }
+
+    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> [IncomingRecord] {
         let limit = Int(min(request.limit == 0 ? 10_000 : request.limit, 10_000))
         var records: [IncomingRecord] = []
         var bytes = 0
         var after = Int64(clamping: request.afterRowID)
-        // Read in small pages so large messages never pile up past the byte cap.
+        // Read in pages sized by the payloads seen so far, so large messages never pile up
+        // past the byte cap: a page of 256 rows of 1 MiB would read 256 MiB for a 32 MiB reply.
+        var pageSize = min(16, limit)
         while records.count < limit {
-            let pageSize = min(256, limit - records.count)
             let page = (try? store.incoming(afterRowID: after, from: request.from, limit: pageSize)) ?? []
             for row in page {
                 if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return records }
@@ -185,6 +266,9 @@ actor MessageEngine {
             }
             guard page.count == pageSize, let last = page.last else { break }
             after = last.rowID
+            let averageSize = max(64, bytes / max(records.count, 1))
+            // Small messages in few pages: each page is a read transaction of its own.
+            pageSize = max(1, min(4_096, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
         }
         return records
     }
@@ -196,16 +280,14 @@ actor MessageEngine {
         }
     }
 
-    /// Answers waiting `recv`s that now have messages, and those whose time is up.
-    private func answerWaiters(onlyExpired: Bool) {
+    /// Answers waiting `recv`s whose time is up, and, after messages from `storedFrom`
+    /// were stored, hands those that may now have messages to `answerOffEngine`.
+    private func answerWaiters(onlyExpired: Bool, storedFrom: PublicKey? = nil) {
         let now = ContinuousClock.now
         waiters.removeAll { waiter in
-            if !onlyExpired {
-                let found = incoming(for: waiter.request)
-                if !found.isEmpty {
-                    waiter.responder.reply(IncomingList(messages: found).encoded())
-                    return true
-                }
+            if !onlyExpired, waiter.request.from == nil || waiter.request.from == storedFrom {
+                answerOffEngine(waiter, isNew: false)
+                return true
             }
             if waiter.deadline <= now {
                 waiter.responder.reply(IncomingList(messages: []).encoded())
@@ -226,12 +308,14 @@ actor MessageEngine {
                 links[peer.nodeID] = Link(reliable: reliable, address: peer.address)
                 if reliable, let through = try? store.highestContiguousSeq(from: peer.nodeID), through > 0 {
                     // Tell a sender that restarted what we already hold, so it resends only the rest.
-                    sendToPeer(peer.nodeID, [Ack(throughSeq: through).wireMessage()])
+                    sendAck(to: peer.nodeID, through: through)
                 }
                 startDelivery(to: peer.nodeID)
             case .disconnected:
                 let nodeID = try PeerDisconnectedEvent.decode(event.payload).nodeID
                 links[nodeID] = nil
+                // The next connection starts with an ack of its own.
+                acksOwed[nodeID] = nil
             case .writable:
                 let nodeID = try NodeIDRequest.decode(event.payload).nodeID
                 links[nodeID]?.blocked = false
@@ -250,10 +334,10 @@ actor MessageEngine {
     /// arrival order.
     private func receiveGathered(_ events: [[UInt8]]) {
         var order: [PublicKey] = []
-        var byPeer: [PublicKey: [[UInt8]]] = [:]
+        var byPeer: [PublicKey: [WireReader]] = [:]
         for payload in events {
             do {
-                let batch = try PeerMessagesEvent.decode(payload)
+                let batch = try PeerMessagesEvent.decodeInPlace(payload)
                 if byPeer[batch.nodeID] == nil { order.append(batch.nodeID) }
                 byPeer[batch.nodeID, default: []] += batch.messages
             } catch {
@@ -263,14 +347,16 @@ actor MessageEngine {
         for peer in order { receive(byPeer[peer] ?? [], from: peer) }
     }
 
-    private func receive(_ messages: [[UInt8]], from sender: PublicKey) {
+    private func receive(_ messages: [WireReader], from sender: PublicKey) {
         var toStore: [(id: [UInt8], seq: UInt64?, type: UInt16, payload: [UInt8])] = []
         toStore.reserveCapacity(messages.count)
         var sawEnvelope = false
+        // Acknowledgements are cumulative: only the highest of a round is recorded, so a
+        // round costs one transaction however many acks it carries.
+        var highestAck: UInt64?
         for message in messages {
-            guard message.count >= 2 else { continue }
-            let type = UInt16(message[0]) << 8 | UInt16(message[1])
-            var reader = WireReader(message[2...])
+            var reader = message
+            guard let type = try? reader.readU16(field: "type") else { continue }
             switch type {
             case MessagingWire.envelopeType:
                 do {
@@ -283,29 +369,35 @@ actor MessageEngine {
             case MessagingWire.ackType:
                 do {
                     let ack = try Ack(payload: &reader)
-                    try store.markDelivered(to: sender, throughSeq: ack.throughSeq)
-                    publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: ack.wireMessage()))
+                    highestAck = max(highestAck ?? 0, ack.throughSeq)
+                    links[sender]?.acknowledge(through: ack.throughSeq)
                 } catch {
                     logger.warning("msgd: bad lnp_ack from \(sender): \(error)")
                 }
             case MessageType.warning, MessageType.error:
-                logger.notice("msgd: \(sender) sent \(MessageType.name(of: type)): \(String(decoding: message.dropFirst(36), as: UTF8.self))")
+                // After the type: channel_id (32 bytes), then the text's length and the text.
+                logger.notice("msgd: \(sender) sent \(MessageType.name(of: type)): \(String(decoding: reader.readRemainingBytes().dropFirst(34), as: UTF8.self))")
             default:
                 // A plain Lightning custom message from any peer: stored as received.
-                toStore.append((SecureRandom.bytes(16), nil, type, Array(message.dropFirst(2))))
+                toStore.append((SecureRandom.bytes(16), nil, type, reader.readRemainingBytes()))
             }
+        }
+        if let highestAck {
+            writer.record(deliveredThrough: highestAck, for: sender)
+            dropFromOutbox(sender, through: highestAck)
+            publish(BusMessage(method: MessageEventType.delivered.rawValue, payload: Ack(throughSeq: highestAck).wireMessage()))
+            startDelivery(to: sender)
         }
         guard !toStore.isEmpty else { return }
         do {
             let result = try store.storeIncoming(from: sender, messages: toStore, receivedAt: Date())
             if result.duplicates > 0 { logger.debug("msgd: \(result.duplicates) duplicate messages from \(sender) dropped") }
             if sawEnvelope {
-                let through = try store.highestContiguousSeq(from: sender)
-                sendToPeer(sender, [Ack(throughSeq: through).wireMessage()])
+                sendAck(to: sender, through: try store.highestContiguousSeq(from: sender))
             }
             if !result.stored.isEmpty {
                 publish(BusMessage(method: MessageEventType.received.rawValue, payload: NodeIDRequest(nodeID: sender).encoded()))
-                answerWaiters(onlyExpired: false)
+                answerWaiters(onlyExpired: false, storedFrom: sender)
             }
         } catch {
             // Not acknowledged, so the sender will send these again.
@@ -313,16 +405,25 @@ actor MessageEngine {
         }
     }
 
-    private func sendToPeer(_ peer: PublicKey, _ messages: [[UInt8]]) {
-        let request = BusMessage(method: PeerMethod.send.rawValue, payload: PeerSendRequest(nodeID: peer, messages: messages).encoded())
+    private func sendAck(to peer: PublicKey, through: UInt64) {
+        acksOwed[peer] = through
+        let request = BusMessage(method: PeerMethod.send.rawValue,
+                                 payload: PeerSendRequest(nodeID: peer, messages: [Ack(throughSeq: through).wireMessage()]).encoded())
         let peers = self.peers
-        Task { _ = try? await peers.request(request, timeout: .seconds(10)) }
+        Task {
+            guard let reply = try? await peers.request(request, timeout: .seconds(10)), reply.first == PeerSendOutcome.written.rawValue else { return }
+            self.ackQueued(to: peer, through: through)
+        }
+    }
+
+    private func ackQueued(to peer: PublicKey, through: UInt64) {
+        if acksOwed[peer] == through { acksOwed[peer] = nil }
     }
 
     // MARK: delivery
 
     private func startDelivery(to peer: PublicKey) {
-        guard var link = links[peer], !link.delivering, !link.blocked else { return }
+        guard var link = links[peer], !link.delivering, !link.blocked, !link.windowIsFull else { return }
         link.delivering = true
         links[peer] = link
         Task { await self.deliver(to: peer) }
@@ -338,31 +439,25 @@ actor MessageEngine {
             // LNP peers (their acks mark delivery), and a plain peer's messages count as
             // delivered once written, the most we can know.
             if let handedOver {
-                do {
-                    try store.markSent(to: peer, throughSeq: handedOver.through, link: "tcp")
-                    if !handedOver.reliable { try store.markDelivered(to: peer, throughSeq: handedOver.through) }
-                } catch {
-                    logger.error("msgd: cannot record delivery progress for \(peer): \(error)")
-                }
+                writer.record(sentThrough: handedOver.through, deliveredThrough: handedOver.reliable ? 0 : handedOver.through, for: peer)
             }
         }
-        while let link = links[peer], !link.blocked {
-            let batch: [StoredOutgoing]
-            do {
-                batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: link.batchLimit)
-            } catch {
-                logger.error("msgd: cannot read the queue for \(peer): \(error)")
-                return
+        while let link = links[peer], !link.blocked, !link.windowIsFull {
+            dropFromOutbox(peer, through: link.sentThroughSeq)
+            var batch = outboxes[peer]?.batch(after: link.sentThroughSeq, limit: Self.maximumBatchCount, bytes: Self.batchBytes) ?? []
+            if batch.isEmpty {
+                do {
+                    batch = try store.undelivered(to: peer, afterSeq: link.sentThroughSeq, limit: link.batchLimit)
+                } catch {
+                    logger.error("msgd: cannot read the queue for \(peer): \(error)")
+                    return
+                }
+                guard !batch.isEmpty else { return }
+                let averageSize = max(64, batch.reduce(0) { $0 + $1.payload.count } / batch.count)
+                links[peer]?.batchLimit = max(1, min(Self.maximumBatchCount, Self.batchBytes / averageSize))
             }
-            guard let last = batch.last else { return }
-            let averageSize = max(64, batch.reduce(0) { $0 + $1.payload.count } / batch.count)
-            links[peer]?.batchLimit = max(1, min(Self.maximumBatchCount, Self.batchBytes / averageSize))
-            let wire = batch.map { message in
-                link.reliable
-                    ? Envelope(seq: message.seq, id: message.id, type: message.type, payload: message.payload).wireMessage()
-                    : [UInt8(message.type >> 8), UInt8(message.type & 0xff)] + message.payload
-            }
-            let request = BusMessage(method: PeerMethod.send.rawValue, payload: PeerSendRequest(nodeID: peer, messages: wire).encoded())
+            let last = batch[batch.count - 1]
+            let request = BusMessage(method: PeerMethod.send.rawValue, payload: Self.sendPayload(to: peer, batch, reliable: link.reliable))
             let reply: [UInt8]
             do {
                 reply = try await peers.request(request, timeout: .seconds(30))
@@ -375,15 +470,56 @@ actor MessageEngine {
                 links[peer]?.blocked = true
                 return
             }
-            links[peer]?.sentThroughSeq = last.seq
+            links[peer]?.handedOver(through: last.seq, count: batch.count, bytes: batch.reduce(0) { $0 + $1.payload.count })
             handedOver = (link.reliable, last.seq)
         }
     }
 
+    /// The bytes of `PeerSendRequest(nodeID: peer, messages: ...)` holding each message as
+    /// an `lnp_message` (or, to a plain Lightning peer, as a message of the user's type),
+    /// written in one pass into one buffer: no array per message, no second copy.
+    static func sendPayload(to peer: PublicKey, _ batch: [StoredOutgoing], reliable: Bool) -> [UInt8] {
+        func size(_ message: StoredOutgoing) -> Int {
+            reliable ? Envelope.wireSize(payloadCount: message.payload.count) : 2 + message.payload.count
+        }
+        var writer = WireWriter(capacity: batch.reduce(33 + 4) { $0 + 4 + size($1) })
+        writer.writeNodeID(peer)
+        writer.writeU32(UInt32(batch.count))
+        for message in batch {
+            writer.writeU32(UInt32(size(message)))
+            if reliable {
+                Envelope.write(seq: message.seq, id: message.id, type: message.type, payload: message.payload, into: &writer)
+            } else {
+                writer.writeU16(message.type)
+                writer.writeBytes(message.payload)
+            }
+        }
+        return writer.bytes
+    }
+
+    // MARK: outbox
+
+    private func enqueued(_ stored: [StoredOutgoing], to peer: PublicKey) {
+        // Messages with an expiry may expire before they go out; only the store knows.
+        let bytes = stored.reduce(0) { $0 + $1.payload.count }
+        if stored.allSatisfy({ $0.expiresAt == nil }), outboxBytes + bytes <= Self.outboxLimit,
+           outboxes[peer, default: Outbox()].append(stored) {
+            outboxBytes += bytes
+        }
+        startDelivery(to: peer)
+    }
+
+    private func dropFromOutbox(_ peer: PublicKey, through seq: UInt64) {
+        guard let dropped = outboxes[peer]?.drop(through: seq), dropped.count > 0 else { return }
+        outboxBytes -= dropped.bytes
+        if outboxes[peer]?.isEmpty == true { outboxes[peer] = nil }
+    }
+
     private func tick() {
+        for (peer, through) in acksOwed where links[peer] != nil { sendAck(to: peer, through: through) }
         _ = try? store.expire(now: Date())
         answerWaiters(onlyExpired: true)
-        for (peer, link) in links where !link.delivering && !link.blocked { startDelivery(to: peer) }
+        for (peer, link) in links where !link.delivering && !link.blocked && !link.windowIsFull { startDelivery(to: peer) }
     }
 }
 
@@ -410,5 +546,61 @@ final class InboundQueue: @unchecked Sendable {
         events = []
         signaled = false
         return taken
+    }
+}
+
+/// Messages to one recipient that `send` just stored, in sequence order without gaps, kept
+/// in memory until handed to peerd, so delivery does not read back from SQLite what it
+/// wrote a moment ago. Only a shortcut: the store still holds every message, and delivery
+/// reads it whenever the outbox does not start right after what was handed over (after a
+/// reconnect, a restart, or when the outbox was full).
+struct Outbox {
+    private var messages: [StoredOutgoing] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == messages.count }
+
+    /// Appends a batch that follows the last message held; false (and nothing appended)
+    /// if it does not, since the outbox never has gaps.
+    mutating func append(_ batch: [StoredOutgoing]) -> Bool {
+        guard let first = batch.first else { return true }
+        if !isEmpty, messages[messages.count - 1].seq + 1 != first.seq { return false }
+        if head > 0 && head * 2 >= messages.count {
+            messages.removeFirst(head)
+            head = 0
+        }
+        messages += batch
+        return true
+    }
+
+    /// Forgets the messages up to `seq`; returns how many and their payload bytes.
+    mutating func drop(through seq: UInt64) -> (count: Int, bytes: Int) {
+        var count = 0, bytes = 0
+        while head < messages.count, messages[head].seq <= seq {
+            bytes += messages[head].payload.count
+            // Frees the payload now; the slot itself goes at the next compaction.
+            messages[head].payload = []
+            head += 1
+            count += 1
+        }
+        if isEmpty {
+            messages.removeAll()
+            head = 0
+        }
+        return (count, bytes)
+    }
+
+    /// The messages right after `seq`: at most `limit`, and within `bytes` of payload
+    /// unless the first alone is larger. Empty when the outbox does not hold `seq + 1`.
+    func batch(after seq: UInt64, limit: Int, bytes: Int) -> [StoredOutgoing] {
+        guard head < messages.count, messages[head].seq == seq + 1 else { return [] }
+        var end = head, total = 0
+        while end < messages.count, end - head < limit {
+            let size = messages[end].payload.count
+            if end > head && total + size > bytes { break }
+            total += size
+            end += 1
+        }
+        return Array(messages[head..<end])
     }
 }

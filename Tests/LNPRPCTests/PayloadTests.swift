@@ -62,6 +62,46 @@ import Testing
         }
     }
 
+    /// Records reuse the previous record's sender key when its bytes repeat; a different
+    /// sender is parsed (and checked) again.
+    @Test func incomingListWithSeveralSenders() throws {
+        let other = PrivateKey.generate().publicKey
+        let records = [key, key, other, key, other, other].enumerated().map { index, sender in
+            IncomingRecord(rowID: UInt64(index + 1), id: SecureRandom.bytes(16), from: sender, type: 32769,
+                           payload: [UInt8(index)], receivedAtMicros: 1)
+        }
+        #expect(try IncomingList.decode(IncomingList(messages: records).encoded()) == IncomingList(messages: records))
+        // The second record's sender: one byte changed makes it a different (invalid) point.
+        var bytes = IncomingList(messages: Array(records.prefix(2))).encoded()
+        let recordSize = 8 + 16 + 33 + 2 + 4 + 1 + 8
+        let secondSender = 4 + recordSize + 8 + 16
+        bytes[secondSender] = 0x05
+        #expect(throws: WireError.self) { try IncomingList.decode(bytes) }
+    }
+
+    @Test func peerMessagesDecodeInPlaceAsTheyDecodeCopied() throws {
+        let event = PeerMessagesEvent(nodeID: key, messages: [[0x80, 0xE9, 1, 2, 3], [], [0x80, 0x01] + SecureRandom.bytes(300)])
+        let bytes = event.encoded()
+        let inPlace = try PeerMessagesEvent.decodeInPlace(bytes)
+        #expect(inPlace.nodeID == key)
+        #expect(inPlace.messages.map { reader in
+            var reader = reader
+            return reader.readRemainingBytes()
+        } == event.messages)
+        for cut in 0..<bytes.count {
+            #expect(throws: WireError.self) { try PeerMessagesEvent.decodeInPlace(Array(bytes.prefix(cut))) }
+        }
+    }
+
+    @Test func envelopeWrittenIntoAWriterMatchesItsWireMessage() {
+        let envelope = Envelope(seq: 7, id: SecureRandom.bytes(16), type: 32771, payload: SecureRandom.bytes(100))
+        var writer = WireWriter(capacity: 4)
+        writer.writeU32(9)
+        Envelope.write(seq: envelope.seq, id: envelope.id, type: envelope.type, payload: envelope.payload, into: &writer)
+        #expect(Array(writer.bytes.dropFirst(4)) == envelope.wireMessage())
+        #expect(Envelope.wireSize(payloadCount: 100) == envelope.wireMessage().count)
+    }
+
     @Test func envelopeAndAckRoundTrip() throws {
         let envelope = Envelope(seq: 42, id: SecureRandom.bytes(16), type: 32769, payload: Array("hello".utf8))
         let wire = envelope.wireMessage()

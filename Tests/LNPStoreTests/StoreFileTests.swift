@@ -32,6 +32,30 @@ import Testing
         }
     }
 
+    /// The writer no longer checkpoints at SQLite's default 1,000 pages; the checkpoint
+    /// thread copies committed pages into the database file within a few rounds.
+    @Test func checkpointsRunBesideTheWriter() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/store.sqlite"
+            let store = try MessageStore(path: path)
+            let threshold = try store.writer.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+            #expect(threshold == Int(WALCheckpointer.writerThresholdPages))
+            func size(_ file: String) throws -> Int {
+                (try FileManager.default.attributesOfItem(atPath: file)[.size] as! NSNumber).intValue
+            }
+            let before = try size(path)
+            // 4 MiB of messages: far below the writer's own threshold (128 MiB).
+            for _ in 0..<4 { _ = try store.enqueue(to: newKey(), messages: payloads(1_000, size: 1_024)) }
+            let deadline = Date(timeIntervalSinceNow: 5)
+            while try size(path) < before + (3 << 20), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            #expect(try size(path) >= before + (3 << 20), "the database file did not grow: nothing was checkpointed")
+            try store.close()
+            let reopened = try MessageStore(path: path)
+            #expect(try reopened.recipientsWithUndelivered().count == 4)
+            try reopened.close()
+        }
+    }
+
     @Test func walFullSyncAndPageSize() throws {
         try withTemporaryDirectory { dir in
             let store = try MessageStore(path: dir + "/store.sqlite")
