@@ -117,10 +117,10 @@ import Testing
     @Test func persistentPeerIsRedialledEvenIfTheFirstAttemptFails() async throws {
         try await withEventLoopGroup { group in
             let bobKey = PrivateKey.generate()
-            // Take a free port, then release it so the first dial is refused.
-            let placeholder = try await Node.start(key: bobKey, group: group)
-            let port = placeholder.port
-            await placeholder.transport.shutdown()
+            // A port nobody listens on, and that no other test can take meanwhile, so the
+            // first dial is refused.
+            let reserved = try ReservedPort()
+            let port = reserved.port
 
             let alice = try await Node.start(listen: [], group: group)
             let address = try PeerAddress(parsing: "\(bobKey.publicKey.hex)@127.0.0.1:\(port)")
@@ -133,6 +133,7 @@ import Testing
             #expect(alice.events.connectFailures().first?.willRetry == true)
             #expect(alice.transport.persistentPeers() == [address])
 
+            reserved.release()
             let bob = try await Node.start(key: bobKey, listen: ["127.0.0.1:\(port)"], group: group)
             try await waitUntil("alice to reach bob in the background") { alice.events.connections(of: bob.nodeID) == 1 }
             await alice.transport.shutdown()
