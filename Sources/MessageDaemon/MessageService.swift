@@ -113,6 +113,13 @@ actor MessageEngine {
         var unacknowledged: [(through: UInt64, count: Int, bytes: Int)] = []
         var unacknowledgedCount = 0
         var unacknowledgedBytes = 0
+        /// The peer acknowledged every message through this one (on this connection).
+        var acknowledgedThrough: UInt64 = 0
+        /// When the acknowledgements last moved forward, or the first unacknowledged batch
+        /// went out: the clock of the retransmission timeout.
+        var lastProgress = ContinuousClock.now
+        /// Grows while acknowledgements stay away, back to the minimum once one arrives.
+        var retransmitTimeout = MessageEngine.minimumRetransmitTimeout
 
         /// The receiver stores what it gets before it acknowledges it, and until then
         /// holds it in memory (peerd's batches, the bus, msgd's inbound queue): a sender
@@ -122,6 +129,11 @@ actor MessageEngine {
         }
 
         mutating func acknowledge(through seq: UInt64) {
+            if seq > acknowledgedThrough {
+                acknowledgedThrough = seq
+                lastProgress = .now
+                retransmitTimeout = MessageEngine.minimumRetransmitTimeout
+            }
             while let first = unacknowledged.first, first.through <= seq {
                 unacknowledgedCount -= first.count
                 unacknowledgedBytes -= first.bytes
@@ -129,9 +141,26 @@ actor MessageEngine {
             }
         }
 
+        /// Frame links (UDP, serial) lose messages inside a live session, and a lost message
+        /// stops the receiver's contiguous acknowledgement: after `retransmitTimeout` without
+        /// progress, everything after the last acknowledged message goes again (go-back-N;
+        /// the receiver keeps what arrived ahead and drops what it has). On a stream link
+        /// this only fires when the peer has stopped answering altogether.
+        mutating func retransmitIfDue(now: ContinuousClock.Instant) -> Bool {
+            guard reliable, !unacknowledged.isEmpty, now - lastProgress >= retransmitTimeout else { return false }
+            sentThroughSeq = acknowledgedThrough
+            unacknowledged.removeAll()
+            unacknowledgedCount = 0
+            unacknowledgedBytes = 0
+            lastProgress = now
+            retransmitTimeout = min(retransmitTimeout * 2, MessageEngine.maximumRetransmitTimeout)
+            return true
+        }
+
         mutating func handedOver(through seq: UInt64, count: Int, bytes: Int) {
             sentThroughSeq = seq
             guard reliable else { return }
+            if unacknowledged.isEmpty { lastProgress = .now }
             unacknowledged.append((seq, count, bytes))
             unacknowledgedCount += count
             unacknowledgedBytes += bytes
@@ -150,6 +179,8 @@ actor MessageEngine {
     /// acknowledged (see `Link.windowIsFull`): enough to keep a fast link busy while the
     /// receiver commits, little enough to bound its memory.
     static let windowBytes = 32 << 20
+    static let minimumRetransmitTimeout: Duration = .seconds(3)
+    static let maximumRetransmitTimeout: Duration = .seconds(60)
     static let windowMessages = 40_000
     /// Payload bytes all outboxes together may hold; past it, delivery reads from the store.
     static let outboxLimit = 64 << 20
@@ -517,6 +548,12 @@ actor MessageEngine {
 
     private func tick() {
         for (peer, through) in acksOwed where links[peer] != nil { sendAck(to: peer, through: through) }
+        let now = ContinuousClock.now
+        for peer in Array(links.keys) where links[peer]?.delivering == false {
+            if links[peer]?.retransmitIfDue(now: now) == true {
+                logger.info("msgd: no acknowledgement from \(peer) for a while; sending again from message \((links[peer]?.acknowledgedThrough ?? 0) + 1)")
+            }
+        }
         _ = try? store.expire(now: Date())
         answerWaiters(onlyExpired: true)
         for (peer, link) in links where !link.delivering && !link.blocked && !link.windowIsFull { startDelivery(to: peer) }

@@ -16,6 +16,37 @@ import Testing
         }
     }
 
+    @Test func aLinkWithoutAcknowledgementsGoesBackToTheLastAcknowledgedMessage() {
+        var link = MessageEngine.Link(reliable: true, address: "udp://peer")
+        let start = ContinuousClock.now
+        link.handedOver(through: 100, count: 100, bytes: 1_000)
+        link.handedOver(through: 200, count: 100, bytes: 1_000)
+        link.acknowledge(through: 100)
+        #expect(link.acknowledgedThrough == 100 && link.unacknowledgedCount == 100)
+        // Not yet: the timeout has not passed since the last progress.
+        let early = link.retransmitIfDue(now: link.lastProgress + .seconds(1))
+        #expect(!early)
+        let due = link.lastProgress + MessageEngine.minimumRetransmitTimeout
+        let retransmitted = link.retransmitIfDue(now: due)
+        #expect(retransmitted)
+        #expect(link.sentThroughSeq == 100 && link.unacknowledgedCount == 0 && link.unacknowledgedBytes == 0)
+        #expect(!link.windowIsFull)
+        // Backoff while acknowledgements stay away; the minimum again after progress.
+        #expect(link.retransmitTimeout == MessageEngine.minimumRetransmitTimeout * 2)
+        link.handedOver(through: 150, count: 50, bytes: 500)
+        let tooSoon = link.retransmitIfDue(now: due + MessageEngine.minimumRetransmitTimeout)
+        #expect(!tooSoon)
+        link.acknowledge(through: 150)
+        #expect(link.retransmitTimeout == MessageEngine.minimumRetransmitTimeout)
+        let idle = link.retransmitIfDue(now: start + .seconds(3_600))
+        #expect(!idle, "nothing unacknowledged, nothing to send again")
+        // A plain Lightning peer has no acknowledgements to wait for.
+        var plain = MessageEngine.Link(reliable: false, address: "127.0.0.1:9735")
+        plain.handedOver(through: 10, count: 10, bytes: 100)
+        let plainRetransmitted = plain.retransmitIfDue(now: start + .seconds(3_600))
+        #expect(!plainRetransmitted)
+    }
+
     @Test func theOutboxHoldsOneRunWithoutGaps() {
         var outbox = Outbox()
         let first = outbox.append(messages(5...7)), second = outbox.append(messages(8...9))
