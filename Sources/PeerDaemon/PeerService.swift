@@ -33,6 +33,7 @@ public final class PeerService: Sendable {
 
     private let server: BusServer
     private let transport: TCPTransport
+    private let links: PeerLinks
     private let group: MultiThreadedEventLoopGroup
     private let store: MessageStore
     private let logger: Logger
@@ -66,14 +67,19 @@ public final class PeerService: Sendable {
         let serverBox = LockedValue<BusServer?>(nil)
         let inbound = InboundBatcher { event in serverBox.withValue { $0?.publish(event) } }
         self.inbound = inbound
+        let linksBox = LockedValue<PeerLinks?>(nil)
         transport = TCPTransport(configuration: transportConfiguration, group: group) { event in
+            if let links = linksBox.withValue({ $0 }) { links.observe(event, from: links.tcp) }
             Self.forward(event, inbound: inbound, logger: logger)
         }
         let transport = self.transport
         transportBox.withValue { $0 = transport }
+        let links = PeerLinks(tcp: transport, frameTransports: [])
+        linksBox.withValue { $0 = links }
+        self.links = links
         let listen = boundAddresses
         server = try BusServer(context: context, layout: layout, name: .peerd) { message, responder in
-            Self.handle(message, responder: responder, transport: transport, store: store, logger: logger, bound: { listen.withValue { $0 } },
+            Self.handle(message, responder: responder, links: links, store: store, logger: logger, bound: { listen.withValue { $0 } },
                         torStatus: { tor?.status ?? TorStatus() })
         }
         serverBox.withValue { $0 = server }
@@ -105,7 +111,7 @@ public final class PeerService: Sendable {
                 throw error
             }
         }
-        let transport = self.transport, store = self.store, logger = self.logger
+        let links = self.links, store = self.store, logger = self.logger
         try server.start()
         var dial = configuration.connect
         for peer in (try? store.peers()) ?? [] where peer.persistent {
@@ -114,7 +120,7 @@ public final class PeerService: Sendable {
         for address in dial {
             Task {
                 do {
-                    _ = try await transport.connect(to: address, persistent: true)
+                    _ = try await links.transport(for: address).connect(to: address, persistent: true)
                     try? store.upsertPeer(address.nodeID, address: address.description, persistent: true)
                 } catch {
                     logger.notice("peerd: connect to \(address) failed: \(error); retrying in the background")
@@ -127,7 +133,7 @@ public final class PeerService: Sendable {
     public func close() async {
         await tor?.stop()
         server.close()
-        await transport.shutdown()
+        await links.shutdown()
         try? await group.shutdownGracefully()
     }
 
@@ -160,7 +166,7 @@ public final class PeerService: Sendable {
         }
     }
 
-    static func handle(_ message: BusMessage, responder: BusResponder, transport: TCPTransport, store: MessageStore, logger: Logger,
+    static func handle(_ message: BusMessage, responder: BusResponder, links: PeerLinks, store: MessageStore, logger: Logger,
                        bound: @escaping @Sendable () -> [String], torStatus: () -> TorStatus) {
         do throws(WireError) {
             switch PeerMethod(rawValue: message.method) {
@@ -174,7 +180,7 @@ public final class PeerService: Sendable {
                 }
                 Task {
                     do {
-                        let info = try await transport.connect(to: address, persistent: true)
+                        let info = try await links.transport(for: address).connect(to: address, persistent: true)
                         try? store.upsertPeer(address.nodeID, address: address.description, persistent: true)
                         responder.reply(record(info).encoded())
                     } catch {
@@ -187,17 +193,17 @@ public final class PeerService: Sendable {
                 }
             case .disconnect:
                 let nodeID = try NodeIDRequest.decode(message.payload).nodeID
-                let known = transport.peers().contains { $0.nodeID == nodeID } || ((try? store.peers()) ?? []).contains { $0.nodeID == nodeID }
+                let known = links.peers().contains { $0.nodeID == nodeID } || ((try? store.peers()) ?? []).contains { $0.nodeID == nodeID }
                 guard known else {
                     return responder.fail(code: RPCErrorCode.unknownPeer.rawValue, message: "no peer with node id \(nodeID.hex)")
                 }
                 Task {
-                    await transport.disconnect(nodeID)
+                    await links.disconnect(nodeID)
                     try? store.removePeer(nodeID)
                     responder.reply([])
                 }
             case .peers:
-                let connected = transport.peers()
+                let connected = links.peers()
                 var records = connected.map { record($0) }
                 for peer in (try? store.peers()) ?? [] where peer.persistent && !connected.contains(where: { $0.nodeID == peer.nodeID }) {
                     records.append(PeerRecord(nodeID: peer.nodeID, address: peer.addresses.last ?? "", connected: false, inbound: false,
@@ -208,7 +214,7 @@ public final class PeerService: Sendable {
                 let request = try PingRequest.decode(message.payload)
                 Task {
                     do {
-                        let rtt = try await transport.ping(request.nodeID, pongBytes: request.pongBytes)
+                        let rtt = try await links.holding(request.nodeID).ping(request.nodeID, pongBytes: request.pongBytes)
                         let nanoseconds = UInt64(rtt.components.seconds) * 1_000_000_000 + UInt64(rtt.components.attoseconds / 1_000_000_000)
                         responder.reply(PingReply(roundTripNanoseconds: nanoseconds).encoded())
                     } catch {
@@ -218,7 +224,7 @@ public final class PeerService: Sendable {
             case .send:
                 let request = try PeerSendRequest.decode(message.payload)
                 do {
-                    switch try transport.send(request.messages, to: request.nodeID) {
+                    switch try links.holding(request.nodeID).send(request.messages, to: request.nodeID) {
                     case .written: responder.reply([PeerSendOutcome.written.rawValue])
                     case .queueFull: responder.reply([PeerSendOutcome.queueFull.rawValue])
                     }

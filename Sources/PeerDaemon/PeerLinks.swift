@@ -1,0 +1,63 @@
+import LNPCrypto
+import LNPTransport
+import LNPTransportTCP
+
+/// peerd's transports, one per link kind: TCP (and Tor through it) and the frame links.
+/// A connect goes to the transport of the address's scheme; send, ping and disconnect go
+/// to the transport that holds the peer's session, learnt from the transports' own
+/// `connected`/`disconnected` events.
+final class PeerLinks: Sendable {
+    let tcp: TCPTransport
+    let frameTransports: [any SessionTransport]
+    private let holders = LockedValue<[PublicKey: ObjectIdentifier]>([:])
+
+    init(tcp: TCPTransport, frameTransports: [any SessionTransport]) {
+        self.tcp = tcp
+        self.frameTransports = frameTransports
+    }
+
+    var all: [any SessionTransport] { [tcp] + frameTransports }
+
+    /// Called with every event of `transport`, before it is forwarded.
+    func observe(_ event: TransportEvent, from transport: any SessionTransport) {
+        let id = ObjectIdentifier(transport)
+        switch event {
+        case let .connected(info):
+            holders.withValue { $0[info.nodeID] = id }
+        case let .disconnected(nodeID, _):
+            holders.withValue { holders in
+                if holders[nodeID] == id { holders[nodeID] = nil }
+            }
+        default:
+            break
+        }
+    }
+
+    /// The transport that dials `address`: TCP for `NODEID@HOST:PORT` (it also explains
+    /// a refusal, e.g. clearnet under --tor-only), otherwise the one that can reach it.
+    func transport(for address: PeerAddress) throws(TransportError) -> any SessionTransport {
+        if case .tcp = address.location { return tcp }
+        guard let transport = frameTransports.first(where: { $0.canReach(address) }) else {
+            throw .unsupportedAddress(address.description, reason: "this node has no \(address.location.scheme) transport")
+        }
+        return transport
+    }
+
+    /// The transport with a session to `nodeID` now (TCP when none has: it then reports
+    /// "not connected").
+    func holding(_ nodeID: PublicKey) -> any SessionTransport {
+        guard let id = holders.withValue({ $0[nodeID] }) else { return tcp }
+        return all.first { ObjectIdentifier($0) == id } ?? tcp
+    }
+
+    func peers() -> [PeerInfo] { all.flatMap { $0.peers() } }
+
+    /// Closes `nodeID`'s session on every transport and stops redialling it anywhere.
+    func disconnect(_ nodeID: PublicKey) async {
+        for transport in all { await transport.disconnect(nodeID) }
+    }
+
+    func shutdown() async {
+        for transport in all { await transport.shutdown() }
+    }
+}
