@@ -174,8 +174,7 @@ public final class SerialPort: Sendable {
             throw .system(path: path, operation: "cfsetspeed", errno: errno)
         }
         guard tcsetattr(fd, TCSANOW, &settings) == 0 else {
-            throw errno == EINVAL ? .system(path: path, operation: "tcsetattr", errno: EINVAL)
-                : .system(path: path, operation: "tcsetattr", errno: errno)
+            throw .system(path: path, operation: "tcsetattr", errno: errno)
         }
         // Bytes left in the driver from before we opened belong to nobody.
         _ = tcflush(fd, TCIOFLUSH)
