@@ -134,6 +134,41 @@ import Testing
         }
     }
 
+    @Test func aFullLineQueueRefusesThenReportsWritable() async throws {
+        try await withPtyPair { pair in
+            let alice = try await SerialNode.start(listen: ["serial://\(pair.a)"])
+            let bob = try await SerialNode.start { $0.maximumQueuedBytesPerLine = 16 << 10 }
+            _ = try await bob.transport.connect(to: alice.address(on: pair.b), persistent: true)
+            try await exchange(alice, bob, tag: 1)
+
+            // With socat stopped the line does not move: the pty's buffer fills, then bob's queue.
+            kill(pair.process.processIdentifier, SIGSTOP)
+            var accepted: [[UInt8]] = []
+            var refused = false
+            for index in 0..<1000 where !refused {
+                let message = customMessage(100 + index, padding: 400)
+                if try bob.transport.send([message], to: alice.nodeID) == .queueFull {
+                    refused = true
+                } else {
+                    accepted.append(message)
+                }
+            }
+            #expect(refused, "1000 messages of 406 bytes fit a 16 KiB queue on a stalled line")
+            #expect(bob.events.writableEvents() == 0)
+            await #expect(throws: TransportError.queueFull(alice.nodeID)) {
+                try await bob.transport.sendAndFlush([customMessage(0, padding: 400)], to: alice.nodeID)
+            }
+
+            kill(pair.process.processIdentifier, SIGCONT)
+            try await waitUntil(".writable once the line moves") { bob.events.writableEvents() >= 1 }
+            try await waitUntil("every accepted message") { alice.events.messages(from: bob.nodeID).count >= accepted.count + 1 }
+            #expect(Array(alice.events.messages(from: bob.nodeID).dropFirst()) == accepted)
+
+            await alice.transport.shutdown()
+            await bob.transport.shutdown()
+        }
+    }
+
     @Test func badDevicesGiveClearErrors() async throws {
         try await withPtyPair { pair in
             let bob = try await SerialNode.start()
