@@ -20,10 +20,11 @@ import Testing
         var transmissions = 0
         var lose: (Int, _ towardsAlice: Bool) -> Bool = { _, _ in false }
 
-        init(settings: SerialLinkCore.Settings) throws {
+        init(settings: SerialLinkCore.Settings, alicesFeatures: FeatureVector = FeatureVector(features: [.varOnionOptin])) throws {
             let aliceKey = PrivateKey.generate(), bobKey = PrivateKey.generate()
             let localInit = InitMessage(features: FeatureVector(features: [.varOnionOptin]))
-            alice = try SerialLinkCore(role: .responder, localKey: aliceKey, localInit: localInit, settings: settings)
+            alice = try SerialLinkCore(role: .responder, localKey: aliceKey, localInit: InitMessage(features: alicesFeatures),
+                                       settings: settings)
             bob = try SerialLinkCore(role: .initiator(remote: aliceKey.publicKey, persistent: true), localKey: bobKey,
                                      localInit: localInit, settings: settings)
             route(bob.start(now: now), fromAlice: false)
@@ -117,5 +118,38 @@ import Testing
             remaining = remaining[(index + 1)...]
         }
         #expect(line.alice.framesDropped >= 20)
+    }
+
+    @Test func anUnknownEvenTypeIsRefusedWithAWarningAndTheSessionStays() throws {
+        var line = try Line(settings: Self.settings)
+        line.run(for: .seconds(5))
+        line.route([.transmit(try line.bob.send([[0x80, 0x00, 1, 2, 3]], now: line.now))], fromAlice: false)
+        line.route([.transmit(try line.bob.send([[0x80, 0x01, 4]], now: line.now))], fromAlice: false)
+        line.run(for: .seconds(1))
+        let delivered = line.aliceEvents.compactMap { if case let .deliver(_, bytes) = $0 { bytes } else { nil } }
+        #expect(delivered == [[0x80, 0x01, 4]])
+        let warnings = line.bobEvents.compactMap { event -> WarningMessage? in
+            guard case let .deliver(_, bytes) = event, case let .warning(warning)? = try? Message.decode(bytes) else { return nil }
+            return warning
+        }
+        #expect(warnings.map(\.printableData) == ["unknown even message type 32768"])
+        #expect(line.alice.isReady && line.bob.isReady)
+    }
+
+    @Test func aPeerRequiringAnUnknownFeatureNeverBecomesReady() throws {
+        // Alice requires feature bit 100, which bob does not know: bob refuses her init,
+        // warns her, and after its attempts starts a new session rather than keep useless keys.
+        var line = try Line(settings: Self.settings, alicesFeatures: FeatureVector(bits: [100]))
+        // Eight inits with backoff up to 16 s take about a minute; then one more wait.
+        line.run(for: .seconds(120))
+        #expect(Self.readyCount(line.bobEvents) == 0)
+        #expect(!line.bob.isReady)
+        #expect(line.bob.messagesDropped > 0)
+        #expect(line.bob.sessionsStarted > 1)
+        let warnings = line.aliceEvents.compactMap { event -> String? in
+            guard case let .deliver(_, bytes) = event, case let .warning(warning)? = try? Message.decode(bytes) else { return nil }
+            return warning.printableData
+        }
+        #expect(warnings.first?.hasPrefix("incompatible init") == true)
     }
 }
