@@ -9,11 +9,13 @@ import LNPWire
 /// feeds it bytes read from the line and the time, and carries out the `Action`s.
 ///
 /// The `init` exchange over a lossy link: each side sends its `init` as soon as the keys
-/// are in place and sends it again on a timer until it knows the peer has it. A side
-/// that has the peer's `init` is ready and says so with a ping (its pong, in turn, tells
-/// that side the peer is ready). So "the peer has my init" is learnt from any message
-/// after the peer's `init`, and a repeated `init` from a peer is answered with that ping
-/// again, never with an `init`, so two ready sides cannot keep each other busy.
+/// are in place and sends it again on a timer until it knows the peer has it. A side that
+/// has the peer's acceptable `init` says so with a ping; a side that has never seen our
+/// `init` drops everything but `init`, so any other message from the peer (that ping, its
+/// pong, an application message) proves the peer has ours. A side is ready once it has
+/// both the peer's `init` and that proof, so both ends agree: a peer that refuses our
+/// features never acknowledges, and neither side reports a session. A repeated `init` is
+/// answered with the ping again, never with an `init`, so two sides cannot keep each other busy.
 struct SerialLinkCore {
     struct Settings: Sendable {
         var datagramPolicy: DatagramPolicy
@@ -56,7 +58,7 @@ struct SerialLinkCore {
         case idle
         /// Keys are in place; our `init` is out, the peer's has not arrived.
         case awaitingRemoteInit(sent: Int, nextRetry: ContinuousClock.Instant)
-        /// We have the peer's `init`.
+        /// We have the peer's `init`; ready once `acknowledged` (the peer has ours).
         case ready(remote: PublicKey, remoteInit: InitMessage, acknowledged: Bool, sent: Int,
                    nextRetry: ContinuousClock.Instant)
     }
@@ -109,8 +111,9 @@ struct SerialLinkCore {
         }
     }
 
+    /// The peer of a ready link (both `init`s exchanged and acknowledged).
     var remoteNodeID: PublicKey? {
-        if case let .ready(remote, _, _, _, _) = exchange { return remote }
+        if case let .ready(remote, _, true, _, _) = exchange { return remote }
         return nil
     }
 
@@ -196,11 +199,15 @@ struct SerialLinkCore {
             exchange = .awaitingRemoteInit(sent: sent + 1, nextRetry: now + retryInterval(afterSending: sent + 1))
             sendMessage(localInitBytes, now: now, into: &actions)
         case let .ready(remote, remoteInit, false, sent, nextRetry) where now >= nextRetry:
-            // After the last attempt the peer is taken to have it: it is sending its own
-            // `init`'s answers into a line we cannot see, and the session's timers still watch it.
-            exchange = .ready(remote: remote, remoteInit: remoteInit, acknowledged: sent >= attempts, sent: sent + 1,
+            guard sent < attempts else {
+                // The peer never showed it has our `init` (or refuses it): start over.
+                _ = session.close()
+                sessionClosed(reason: "the peer did not acknowledge our init after \(sent) of them", now: now, into: &actions)
+                break
+            }
+            exchange = .ready(remote: remote, remoteInit: remoteInit, acknowledged: false, sent: sent + 1,
                               nextRetry: now + retryInterval(afterSending: sent + 1))
-            if sent < attempts { sendMessage(localInitBytes, now: now, into: &actions) }
+            sendMessage(localInitBytes, now: now, into: &actions)
         default:
             break
         }
@@ -366,9 +373,23 @@ struct SerialLinkCore {
             messagesDropped += 1
             return
         }
+        if !acknowledged, type == MessageType.warning || type == MessageType.error {
+            // A peer that refuses our `init` says why; that is no acknowledgement.
+            let text = (try? Message.decode(message)).map { message -> String in
+                switch message {
+                case let .warning(warning): warning.printableData
+                case let .error(error): error.printableData
+                default: ""
+                }
+            } ?? "(malformed)"
+            messagesDropped += 1
+            actions.append(.log(notable: true, "the peer objects before the link is ready: \(text.prefix(200))"))
+            return
+        }
         if !acknowledged {
-            // The peer only sends after it has our `init`.
+            // The peer only sends this after it has our `init`: the link is ready.
             exchange = .ready(remote: remote, remoteInit: remoteInit, acknowledged: true, sent: sent, nextRetry: nextRetry)
+            actions.append(.ready(nodeID: remote, remoteInit: remoteInit))
         }
         switch type {
         case MessageType.ping:
@@ -413,12 +434,11 @@ struct SerialLinkCore {
             }
             guard let remote = session.remoteStatic else { return dropMessage("an init without a session", into: &actions) }
             exchange = .ready(remote: remote, remoteInit: remoteInit, acknowledged: false, sent: sent, nextRetry: nextRetry)
-            actions.append(.ready(nodeID: remote, remoteInit: remoteInit))
-            // Tells the peer we have its `init`; the pong tells us it has ours.
+            // Tells the peer we have its `init`; its pong (or its own ping) tells us it has ours.
             sendPing(pongLength: 0, token: nil, now: now, into: &actions)
         case .ready:
-            // The peer has not yet seen that we are ready: show it again (a ping, not an
-            // `init`, so two ready sides never answer each other forever).
+            // The peer has not yet seen that we have its `init`: show it again (a ping, not
+            // an `init`, so two sides never answer each other forever).
             guard pendingPings.count < settings.linkPolicy.maximumPendingPings else { return }
             sendPing(pongLength: 0, token: nil, now: now, into: &actions)
         }
