@@ -101,7 +101,6 @@ let package = Package(
         .testTarget(name: "LNPTransportSpoolTests", dependencies: ["LNPTransportSpool", "LNPTransport", "LNPCrypto", "LNPSession"]),
         .testTarget(name: "LNPTransportSerialTests", dependencies: ["LNPTransportSerial", "LNPTransport", "LNPCrypto", "LNPWire",
                 "LNPSession", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "NodeDaemonTests", dependencies: ["NodeDaemon", "PeerDaemon", "LNPTransport"]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "MessageDaemonTests", dependencies: ["MessageDaemon", "LNPStore", "LNPRPC", "LNPCrypto", "LNPWire"]),
