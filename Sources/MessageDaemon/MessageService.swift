@@ -470,7 +470,8 @@ actor MessageEngine {
             // LNP peers (their acks mark delivery), and a plain peer's messages count as
             // delivered once written, the most we can know.
             if let handedOver {
-                writer.record(sentThrough: handedOver.through, deliveredThrough: handedOver.reliable ? 0 : handedOver.through, for: peer)
+                writer.record(sentThrough: handedOver.through, deliveredThrough: handedOver.reliable ? 0 : handedOver.through,
+                              link: links[peer].map { Self.linkName(of: $0.address) }, for: peer)
             }
         }
         while let link = links[peer], !link.blocked, !link.windowIsFull {
@@ -504,6 +505,13 @@ actor MessageEngine {
             links[peer]?.handedOver(through: last.seq, count: batch.count, bytes: batch.reduce(0) { $0 + $1.payload.count })
             handedOver = (link.reliable, last.seq)
         }
+    }
+
+    /// The link kind a peer's session runs on, from the address peerd reports: a scheme
+    /// (`udp`, `serial`), `tor` for an onion, else `tcp`.
+    static func linkName(of address: String) -> String {
+        if let scheme = address.range(of: "://").map({ String(address[..<$0.lowerBound]) }), !scheme.isEmpty { return scheme }
+        return address.contains(".onion:") ? "tor" : "tcp"
     }
 
     /// The bytes of `PeerSendRequest(nodeID: peer, messages: ...)` holding each message as

@@ -35,7 +35,7 @@ final class SendWriter: @unchecked Sendable {
     private var draining = false
     /// Guarded by `lock`: delivery progress not yet recorded, per recipient. Both marks are
     /// cumulative, so only the highest of each matters and a burst costs one write.
-    private var progress: [PublicKey: (sent: UInt64, delivered: UInt64)] = [:]
+    private var progress: [PublicKey: (sent: UInt64, delivered: UInt64, link: String)] = [:]
     private var progressScheduled = false
 
     init(store: MessageStore, logger: Logger, onStored: @escaping @Sendable (PublicKey, [StoredOutgoing]) -> Void) {
@@ -57,10 +57,11 @@ final class SendWriter: @unchecked Sendable {
     /// or were acknowledged (`deliveredThrough`); 0 leaves a mark alone. Neither needs to be
     /// on disk at once: a mark lost in a crash only means a few messages are sent again,
     /// and the receiver drops what it already has.
-    func record(sentThrough: UInt64 = 0, deliveredThrough: UInt64 = 0, for peer: PublicKey) {
+    /// `link` names the link the sent messages went out on (`lnp-cli status` shows it).
+    func record(sentThrough: UInt64 = 0, deliveredThrough: UInt64 = 0, link: String? = nil, for peer: PublicKey) {
         lock.lock()
-        let old = progress[peer] ?? (0, 0)
-        progress[peer] = (max(old.sent, sentThrough), max(old.delivered, deliveredThrough))
+        let old = progress[peer] ?? (0, 0, "tcp")
+        progress[peer] = (max(old.sent, sentThrough), max(old.delivered, deliveredThrough), link ?? old.link)
         let schedule = !progressScheduled
         progressScheduled = true
         lock.unlock()
@@ -75,7 +76,7 @@ final class SendWriter: @unchecked Sendable {
         lock.unlock()
         for (peer, marks) in taken {
             do {
-                if marks.sent > 0 { try store.markSent(to: peer, throughSeq: marks.sent, link: "tcp") }
+                if marks.sent > 0 { try store.markSent(to: peer, throughSeq: marks.sent, link: marks.link) }
                 if marks.delivered > 0 { try store.markDelivered(to: peer, throughSeq: marks.delivered) }
             } catch {
                 logger.error("msgd: cannot record delivery progress for \(peer): \(error)")

@@ -75,13 +75,21 @@ public struct NodeConfiguration: Sendable {
             do { connect.append(try PeerAddress(parsing: text)) } catch { throw Failure("--connect \(text): \(error.description)") }
         }
         if tor.torOnly {
+            // Serial lines and spool directories are not clearnet; IP networks are, except
+            // the loopback listener tor brings onion connections to.
             for address in listen {
-                guard case let .tcp(host, _) = address.location, isLoopback(host) else {
+                switch address.location {
+                case let .tcp(host, _) where isLoopback(host): continue
+                case .serial, .spool: continue
+                default:
                     throw Failure("--listen \(address): with --tor-only the node listens on loopback only (e.g. 127.0.0.1:9735); tor brings the onion's connections there")
                 }
             }
             for address in connect {
-                guard case let .tcp(host, _) = address.location, host.isOnion else {
+                switch address.location {
+                case let .tcp(host, _) where host.isOnion: continue
+                case .serial, .spool: continue
+                default:
                     throw Failure("--connect \(address): with --tor-only only .onion peers can be reached; clearnet addresses are refused")
                 }
             }

@@ -11,9 +11,13 @@ final class PeerLinks: Sendable {
     let frameTransports: [any SessionTransport]
     private let holders = LockedValue<[PublicKey: ObjectIdentifier]>([:])
 
-    init(tcp: TCPTransport, frameTransports: [any SessionTransport]) {
+    /// `--tor-only`: no clearnet, so no UDP either.
+    let torOnly: Bool
+
+    init(tcp: TCPTransport, frameTransports: [any SessionTransport], torOnly: Bool) {
         self.tcp = tcp
         self.frameTransports = frameTransports
+        self.torOnly = torOnly
     }
 
     var all: [any SessionTransport] { [tcp] + frameTransports }
@@ -37,6 +41,9 @@ final class PeerLinks: Sendable {
     /// a refusal, e.g. clearnet under --tor-only), otherwise the one that can reach it.
     func transport(for address: PeerAddress) throws(TransportError) -> any SessionTransport {
         if case .tcp = address.location { return tcp }
+        if torOnly, case .udp = address.location {
+            throw .unsupportedAddress(address.description, reason: "this node runs --tor-only, so UDP (clearnet) addresses are refused")
+        }
         guard let transport = frameTransports.first(where: { $0.canReach(address) }) else {
             throw .unsupportedAddress(address.description, reason: "this node has no \(address.location.scheme) transport")
         }

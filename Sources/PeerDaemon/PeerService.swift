@@ -4,6 +4,7 @@ import LNPCrypto
 import LNPRPC
 import LNPStore
 import LNPTransport
+import LNPTransportSerial
 import LNPTransportTCP
 import LNPWire
 import Logging
@@ -74,7 +75,15 @@ public final class PeerService: Sendable {
         }
         let transport = self.transport
         transportBox.withValue { $0 = transport }
-        let links = PeerLinks(tcp: transport, frameTransports: [])
+        let localInit = transportConfiguration.localInit
+        let serial = SerialTransport(configuration: SerialTransportConfiguration(
+            localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "serial" })) { event in
+            if let links = linksBox.withValue({ $0 }), let serial = links.frameTransports.first(where: { $0 is SerialTransport }) {
+                links.observe(event, from: serial)
+            }
+            Self.forward(event, inbound: inbound, logger: logger)
+        }
+        let links = PeerLinks(tcp: transport, frameTransports: [serial], torOnly: configuration.tor.torOnly)
         linksBox.withValue { $0 = links }
         self.links = links
         let listen = boundAddresses
@@ -88,7 +97,19 @@ public final class PeerService: Sendable {
     /// Binds the listeners, starts serving the bus and dials the configured and persisted peers.
     public func start() async throws {
         let bound = try await transport.start()
-        let addresses = bound.map { Self.describe($0) }
+        var addresses = bound.map { Self.describe($0) }
+        for transport in links.frameTransports {
+            do {
+                switch transport {
+                case let serial as SerialTransport: try await serial.start()
+                default: break
+                }
+            } catch {
+                await links.shutdown()
+                throw error
+            }
+        }
+        addresses += configuration.listen.filter { $0.location.scheme == "serial" }.map(\.description)
         boundAddresses.withValue { $0 = addresses }
         if let tor {
             var onion: TorSupervisor.OnionTarget?
