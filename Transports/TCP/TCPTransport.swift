@@ -376,14 +376,9 @@ public final class TCPTransport: SessionTransport {
         return true
     }
 
-    /// Exponential backoff with "equal jitter": uniform in the upper half of the delay,
-    /// so peers that lost us at the same moment do not all come back at once.
     private func redialDelay(afterFailures failures: Int) -> Duration {
         let (initial, maximum) = configuration.reconnectBackoff
-        let ceiling = min(initial * (1 << min(failures, 30)), maximum)
-        let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
-        guard nanoseconds > 1 else { return ceiling }
-        return .nanoseconds(Int64.random(in: (nanoseconds / 2)...nanoseconds))
+        return ReconnectBackoff.delay(afterFailures: failures, initial: initial, maximum: maximum)
     }
 
     private func redial(_ nodeID: PublicKey) {
