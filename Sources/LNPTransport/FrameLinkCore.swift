@@ -61,9 +61,7 @@ public struct FrameLinkCore: Sendable {
     }
 
     /// Identifies one of the owner's pings, so its pong can be matched to the caller.
-    public struct PingToken: Hashable, Sendable {
-        public let rawValue: UInt64
-    }
+    public typealias PingToken = PeerLinkCore.PingToken
 
     public struct RemotePeer: Equatable, Sendable {
         public var nodeID: PublicKey
@@ -158,7 +156,9 @@ public struct FrameLinkCore: Sendable {
             return nil
         case .awaitingInit:
             guard let exchange else { return nil }
-            return min(exchange.deadline, exchange.nextRetry)
+            // Once the peer has our init, only the deadline is left: a retry time left in
+            // the past would have the owner's timer fire again at once, forever.
+            return exchange.peerHasOurInit ? exchange.deadline : min(exchange.deadline, exchange.nextRetry)
         case .ready:
             return pendingPings.first.map { $0.sentAt + policy.pongTimeout }
         }
@@ -222,7 +222,7 @@ public struct FrameLinkCore: Sendable {
                     return actions
                 }
             }
-            handle(message, type: type, now: now, into: &actions)
+            handle(message, now: now, into: &actions)
         }
         return actions
     }
@@ -325,17 +325,13 @@ public struct FrameLinkCore: Sendable {
         actions.append(.ready(RemotePeer(nodeID: exchange.remoteNodeID, initMessage: remoteInit)))
     }
 
-    private mutating func handle(_ message: [UInt8], type: UInt16, now: ContinuousClock.Instant, into actions: inout [Action]) {
-        switch type {
-        case MessageType.ping:
-            guard pingFlood.admit(now: now) else {
-                actions += fail(.pingFlood(count: policy.maximumPingsPerWindow, window: policy.pingFloodWindow), warnPeer: true)
-                return
-            }
-            guard case let .ping(ping)? = decodeControl(message, type: type, into: &actions) else { return }
+    private mutating func handle(_ message: [UInt8], now: ContinuousClock.Instant, into actions: inout [Action]) {
+        switch LinkRules.classify(message, policy: policy, pingFlood: &pingFlood, now: now) {
+        case let .failure(reason):
+            actions += fail(reason, warnPeer: true)
+        case let .success(.ping(ping)):
             if let pong = ping.reply { actions.append(.send(Message.pong(pong).encode())) }
-        case MessageType.pong:
-            guard case let .pong(pong)? = decodeControl(message, type: type, into: &actions) else { return }
+        case let .success(.pong(pong)):
             // Pongs may be lost, so the oldest ping asking for this length is the one answered.
             guard let index = pendingPings.firstIndex(where: { $0.pongLength == pong.ignored.count }) else {
                 unexpectedPongs += 1
@@ -343,22 +339,11 @@ public struct FrameLinkCore: Sendable {
             }
             let answered = pendingPings.remove(at: index)
             actions.append(.pongReceived(answered.token, roundTrip: now - answered.sentAt))
-        default:
-            if LinkRules.isUnknownEven(type, policy: policy) {
-                actions += fail(.unknownEvenMessage(type: type), warnPeer: true)
-                return
-            }
+        case .success(.`init`):
+            // `receive` takes every init before the rules are asked.
+            break
+        case .success(.application):
             actions.append(.deliver(message))
-        }
-    }
-
-    /// Decodes a ping or pong; a malformed one fails the link.
-    private mutating func decodeControl(_ message: [UInt8], type: UInt16, into actions: inout [Action]) -> Message? {
-        do {
-            return try Message.decode(message)
-        } catch {
-            actions += fail(.malformedMessage(type: type, reason: error.description), warnPeer: true)
-            return nil
         }
     }
 

@@ -242,23 +242,14 @@ public struct PeerLinkCore {
     }
 
     private mutating func handle(_ message: [UInt8], now: ContinuousClock.Instant, into actions: inout [Action]) {
-        guard message.count >= 2 else {
-            actions += fail(.malformedMessage(type: nil, reason: "shorter than its 2-byte type"), warnPeer: true)
-            return
-        }
-        let type = UInt16(message[0]) << 8 | UInt16(message[1])
-        switch type {
-        case MessageType.ping:
-            guard pingFlood.admit(now: now) else {
-                actions += fail(.pingFlood(count: policy.maximumPingsPerWindow, window: policy.pingFloodWindow), warnPeer: true)
-                return
-            }
-            guard case let .ping(ping)? = decode(message, type: type, into: &actions) else { return }
+        switch LinkRules.classify(message, policy: policy, pingFlood: &pingFlood, now: now) {
+        case let .failure(reason):
+            actions += fail(reason, warnPeer: true)
+        case let .success(.ping(ping)):
             if let pong = ping.reply, !outboundCongested {
                 appendFrame(Message.pong(pong).encode(), into: &actions)
             }
-        case MessageType.pong:
-            guard case let .pong(pong)? = decode(message, type: type, into: &actions) else { return }
+        case let .success(.pong(pong)):
             guard let pending = pendingPings.first, pending.pongLength == pong.ignored.count else {
                 actions += fail(.unexpectedPong(length: pong.ignored.count), warnPeer: true)
                 return
@@ -267,24 +258,10 @@ public struct PeerLinkCore {
             if let token = pending.token {
                 actions.append(.pongReceived(token, roundTrip: now - pending.sentAt))
             }
-        case MessageType.`init`:
+        case .success(.`init`):
             actions += fail(.duplicateInit, warnPeer: true)
-        default:
-            if LinkRules.isUnknownEven(type, policy: policy) {
-                actions += fail(.unknownEvenMessage(type: type), warnPeer: true)
-                return
-            }
+        case .success(.application):
             actions.append(.deliver(message))
-        }
-    }
-
-    /// Decodes a ping or pong; a malformed one fails the link.
-    private mutating func decode(_ message: [UInt8], type: UInt16, into actions: inout [Action]) -> Message? {
-        do {
-            return try Message.decode(message)
-        } catch {
-            actions += fail(.malformedMessage(type: type, reason: error.description), warnPeer: true)
-            return nil
         }
     }
 

@@ -102,6 +102,8 @@ struct FrameLinkCoreTests {
         pair.deliverToA() // B's init arrives; A acks
         pair.deliverToB() // B gets A's ack, but has no init from A yet
         #expect(!isReady(pair.bEvents))
+        // B waits for A's init with nothing to repeat: its next deadline is the exchange's end.
+        #expect(pair.b.nextDeadline == pair.now + LinkPolicy(handshakeTimeout: .seconds(10)).handshakeTimeout)
         pair.advance(.milliseconds(500))
         #expect(pair.towardB.map(messageType) == [MessageType.`init`], "A repeats its init")
         #expect(pair.towardA.isEmpty, "B stops repeating: A showed it has B's init")
