@@ -144,8 +144,9 @@ func sequence(of message: [UInt8], padding: Int) -> Int? {
 /// Connects `a` to `b` and waits until both report the session.
 @discardableResult
 func connect(_ a: Node, to b: Node, persistent: Bool = false) async throws -> PeerInfo {
+    let before = b.events.connections(of: a.nodeID).count
     let info = try await a.transport.connect(to: b.address, persistent: persistent)
-    try await waitUntil("the responder's connected event") { !b.events.connections(of: a.nodeID).isEmpty }
+    try await waitUntil("the responder's connected event") { b.events.connections(of: a.nodeID).count > before }
     return info
 }
 

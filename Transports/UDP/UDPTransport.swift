@@ -30,7 +30,7 @@ public final class UDPTransport: SessionTransport {
     let linkPolicy: LinkPolicy
     private let onEvent: @Sendable (TransportEvent) -> Void
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
     public var linkKind: LinkKind { .frame }
 
@@ -39,6 +39,7 @@ public final class UDPTransport: SessionTransport {
         self.configuration = configuration
         self.group = group
         self.onEvent = onEvent
+        self.state = NIOLockedValueBox(State(persistentPeers: PersistentPeerBook(backoff: configuration.reconnectBackoff)))
         self.logger = configuration.logger
         self.linkPolicy = configuration.linkPolicy
     }
@@ -53,15 +54,9 @@ public final class UDPTransport: SessionTransport {
         /// Dial-only sockets by address family (`AF_INET`, `AF_INET6`).
         var ephemeral: [Int32: Int] = [:]
         var sessions: [PublicKey: UDPPeerConnection] = [:]
-        var persistentPeers: [PublicKey: PersistentPeer] = [:]
+        var persistentPeers: PersistentPeerBook
         var nextSocketID = 0
         var nextLinkID: UInt64 = 0
-    }
-
-    private struct PersistentPeer {
-        var address: PeerAddress
-        var failedAttempts = 0
-        var redial: Scheduled<Void>?
     }
 
     // MARK: - Public API
@@ -142,14 +137,8 @@ public final class UDPTransport: SessionTransport {
         _ = try await start()
         let existing: Result<PeerInfo?, TransportError> = state.withLockedValue { state in
             guard state.phase != .shutDown else { return .failure(.shutDown) }
-            if persistent {
-                var peer = state.persistentPeers[nodeID] ?? PersistentPeer(address: address)
-                peer.address = address
-                // This dial replaces a scheduled redial; its failure schedules the next.
-                peer.redial?.cancel()
-                peer.redial = nil
-                state.persistentPeers[nodeID] = peer
-            }
+            // This dial replaces a scheduled redial; its failure schedules the next.
+            if persistent { state.persistentPeers.register(address) }
             guard let connection = state.sessions[nodeID] else { return .success(nil) }
             return .success(info(of: connection, in: state))
         }
@@ -160,8 +149,7 @@ public final class UDPTransport: SessionTransport {
         } catch {
             let failure = error as? TransportError ?? .connectFailed(address: address.description, reason: describe(error))
             let willRetry = persistent && state.withLockedValue { state in
-                guard state.sessions[nodeID] == nil, state.persistentPeers[nodeID] != nil else { return false }
-                state.persistentPeers[nodeID]?.failedAttempts += 1
+                guard state.sessions[nodeID] == nil, state.persistentPeers.recordFailure(nodeID) else { return false }
                 return scheduleRedial(of: nodeID, in: &state)
             }
             onEvent(.connectFailed(address: address, reason: failure.description, willRetry: willRetry))
@@ -171,13 +159,13 @@ public final class UDPTransport: SessionTransport {
 
     /// The peers redialled whenever they are not connected.
     public func persistentPeers() -> [PeerAddress] {
-        state.withLockedValue { $0.persistentPeers.values.map(\.address) }
+        state.withLockedValue { $0.persistentPeers.addresses }
     }
 
     /// Closes the session with `nodeID` and forgets it: no more redials.
     public func disconnect(_ nodeID: PublicKey) async {
         let connection: UDPPeerConnection? = state.withLockedValue { state in
-            state.persistentPeers.removeValue(forKey: nodeID)?.redial?.cancel()
+            state.persistentPeers.forget(nodeID)
             return state.sessions[nodeID]
         }
         guard let connection else { return }
@@ -266,8 +254,7 @@ public final class UDPTransport: SessionTransport {
     public func shutdown() async {
         let sockets = state.withLockedValue { state in
             state.phase = .shutDown
-            for peer in state.persistentPeers.values { peer.redial?.cancel() }
-            state.persistentPeers.removeAll()
+            state.persistentPeers.forgetAll()
             defer { state.sockets.removeAll(); state.listeners.removeAll(); state.ephemeral.removeAll() }
             return Array(state.sockets.values)
         }
@@ -305,8 +292,9 @@ public final class UDPTransport: SessionTransport {
         let hook = configuration.socketPipelineHook
         // Larger than any datagram we accept, so an oversized one is seen (and counted) as such.
         let receiveCapacity = configuration.datagramPolicy.maximumDatagramSize + 512
+        // No SO_REUSEADDR: on UDP it lets two sockets share a port (even one the system
+        // picks for port 0), and the kernel then hands one of them the other's datagrams.
         let bootstrap = DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.receiveBufferBytes))
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: receiveCapacity))
             .channelOption(.maxMessagesPerRead, value: 64)
@@ -400,21 +388,17 @@ public final class UDPTransport: SessionTransport {
 
     /// Schedules the next redial of a persistent peer (lock held by the caller).
     private func scheduleRedial(of nodeID: PublicKey, in state: inout State) -> Bool {
-        guard state.phase != .shutDown, var peer = state.persistentPeers[nodeID], peer.redial == nil else { return false }
-        let (initial, maximum) = configuration.reconnectBackoff
-        let delay = ReconnectBackoff.delay(afterFailures: peer.failedAttempts, initial: initial, maximum: maximum)
-        peer.redial = group.next().scheduleTask(in: TimeAmount(delay)) { [self] in redial(nodeID) }
-        state.persistentPeers[nodeID] = peer
-        return true
+        guard state.phase != .shutDown else { return false }
+        return state.persistentPeers.scheduleRedial(of: nodeID) { delay in
+            let timer = group.next().scheduleTask(in: TimeAmount(delay)) { [self] in redial(nodeID) }
+            return { timer.cancel() }
+        }
     }
 
     private func redial(_ nodeID: PublicKey) {
         let address: PeerAddress? = state.withLockedValue { state in
-            guard state.phase != .shutDown, state.sessions[nodeID] == nil,
-                  var peer = state.persistentPeers[nodeID] else { return nil }
-            peer.redial = nil
-            state.persistentPeers[nodeID] = peer
-            return peer.address
+            guard state.phase != .shutDown, state.sessions[nodeID] == nil else { return nil }
+            return state.persistentPeers.takeRedial(of: nodeID)
         }
         guard let address else { return }
         logger.info("redialling \(address)")
@@ -422,8 +406,7 @@ public final class UDPTransport: SessionTransport {
             // Silent when the attempt no longer matters: the peer was disconnected, or
             // came back on its own (inbound) meanwhile.
             let outcome: (report: Bool, willRetry: Bool) = state.withLockedValue { state in
-                guard state.sessions[nodeID] == nil, state.persistentPeers[nodeID] != nil else { return (false, false) }
-                state.persistentPeers[nodeID]?.failedAttempts += 1
+                guard state.sessions[nodeID] == nil, state.persistentPeers.recordFailure(nodeID) else { return (false, false) }
                 return (true, scheduleRedial(of: nodeID, in: &state))
             }
             if outcome.report {
@@ -460,7 +443,7 @@ public final class UDPTransport: SessionTransport {
     }
 
     func isPersistent(_ nodeID: PublicKey) -> Bool {
-        state.withLockedValue { $0.persistentPeers[nodeID] != nil }
+        state.withLockedValue { $0.persistentPeers.contains(nodeID) }
     }
 
     func linkReady(linkID: UInt64, socketID: Int, remote: SocketAddress, peer: FrameLinkCore.RemotePeer, origin: UDPOrigin,
@@ -470,15 +453,10 @@ public final class UDPTransport: SessionTransport {
             guard state.phase != .shutDown, let socket = state.sockets[socketID] else { return .failure(.shutDown) }
             // A persistent dial registered its peer before dialling; a missing entry means
             // `disconnect` came while it was under way.
-            if origin.isPersistentOutbound, state.persistentPeers[peer.nodeID] == nil {
+            if origin.isPersistentOutbound, !state.persistentPeers.contains(peer.nodeID) {
                 return .failure(.sessionNotReady(reason: "disconnected while dialling"))
             }
-            if var persistentPeer = state.persistentPeers[peer.nodeID] {
-                persistentPeer.redial?.cancel()
-                persistentPeer.redial = nil
-                persistentPeer.failedAttempts = 0
-                state.persistentPeers[peer.nodeID] = persistentPeer
-            }
+            state.persistentPeers.connected(peer.nodeID)
             let connection = UDPPeerConnection(
                 linkID: linkID, socket: socket, remote: remote, queueLimit: configuration.maximumQueuedBytesPerPeer,
                 info: PeerInfo(nodeID: peer.nodeID, address: origin.addressDescription, direction: direction,
@@ -572,7 +550,7 @@ public final class UDPTransport: SessionTransport {
 
     private func info(of connection: UDPPeerConnection, in state: State) -> PeerInfo {
         var info = connection.info
-        info.persistent = state.persistentPeers[info.nodeID] != nil
+        info.persistent = state.persistentPeers.contains(info.nodeID)
         return info
     }
 
