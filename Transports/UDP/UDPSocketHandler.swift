@@ -390,7 +390,10 @@ final class UDPSocketHandler: ChannelInboundHandler {
         if let timerDeadline, timer != nil, timerDeadline <= deadline { return }
         cancelTimer()
         timerDeadline = deadline
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(max(deadline - .now, .zero))) { [self] in
+        // At least a millisecond: a core that kept reporting a past deadline would otherwise
+        // spin this loop and starve the socket's reads.
+        let delay = max(deadline - .now, .milliseconds(1))
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
             timer = nil
             timerDeadline = nil
             timerFired()
