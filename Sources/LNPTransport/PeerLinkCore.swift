@@ -77,8 +77,7 @@ public struct PeerLinkCore {
     private let handshakeDeadline: ContinuousClock.Instant
     private var lastReceivedAt: ContinuousClock.Instant
     private var pendingPings: [PendingPing] = []
-    /// Arrival times of the peer's recent pings, oldest first; at most the flood limit.
-    private var recentPings: [ContinuousClock.Instant] = []
+    private var pingFlood: PingFloodLimiter
     private var nextPingToken: UInt64 = 0
 
     public init(role: PeerSession.Role, localKey: any StaticKeyAgreement, localInit: InitMessage, policy: LinkPolicy,
@@ -87,6 +86,7 @@ public struct PeerLinkCore {
         session = PeerSession(role: role, localStatic: localKey, localInit: localInit,
                               maximumMessageLength: policy.maximumMessageLength)
         knownFeatures = policy.knownFeatures(localInit: localInit)
+        pingFlood = PingFloodLimiter(limit: policy.maximumPingsPerWindow, window: policy.pingFloodWindow)
         handshakeDeadline = now + policy.handshakeTimeout
         lastReceivedAt = now
     }
@@ -238,37 +238,18 @@ public struct PeerLinkCore {
     // MARK: - Inbound messages
 
     private func check(_ remoteInit: InitMessage) -> LinkFailure? {
-        do {
-            try remoteInit.validateFeatures(known: knownFeatures)
-        } catch {
-            return .incompatibleInit(error)
-        }
-        if let ours = session.localInit.networks, !ours.isEmpty,
-           let theirs = remoteInit.networks, !theirs.isEmpty,
-           !theirs.contains(where: ours.contains) {
-            return .noCommonNetwork
-        }
-        return nil
+        LinkRules.incompatibility(of: remoteInit, localInit: session.localInit, knownFeatures: knownFeatures)
     }
 
     private mutating func handle(_ message: [UInt8], now: ContinuousClock.Instant, into actions: inout [Action]) {
-        guard message.count >= 2 else {
-            actions += fail(.malformedMessage(type: nil, reason: "shorter than its 2-byte type"), warnPeer: true)
-            return
-        }
-        let type = UInt16(message[0]) << 8 | UInt16(message[1])
-        switch type {
-        case MessageType.ping:
-            guard admitPing(now: now) else {
-                actions += fail(.pingFlood(count: policy.maximumPingsPerWindow, window: policy.pingFloodWindow), warnPeer: true)
-                return
-            }
-            guard case let .ping(ping)? = decode(message, type: type, into: &actions) else { return }
+        switch LinkRules.classify(message, policy: policy, pingFlood: &pingFlood, now: now) {
+        case let .failure(reason):
+            actions += fail(reason, warnPeer: true)
+        case let .success(.ping(ping)):
             if let pong = ping.reply, !outboundCongested {
                 appendFrame(Message.pong(pong).encode(), into: &actions)
             }
-        case MessageType.pong:
-            guard case let .pong(pong)? = decode(message, type: type, into: &actions) else { return }
+        case let .success(.pong(pong)):
             guard let pending = pendingPings.first, pending.pongLength == pong.ignored.count else {
                 actions += fail(.unexpectedPong(length: pong.ignored.count), warnPeer: true)
                 return
@@ -277,38 +258,11 @@ public struct PeerLinkCore {
             if let token = pending.token {
                 actions.append(.pongReceived(token, roundTrip: now - pending.sentAt))
             }
-        case MessageType.`init`:
+        case .success(.`init`):
             actions += fail(.duplicateInit, warnPeer: true)
-        default:
-            if type & 1 == 0, !policy.acceptedEvenMessageTypes.contains(type) {
-                actions += fail(.unknownEvenMessage(type: type), warnPeer: true)
-                return
-            }
+        case .success(.application):
             actions.append(.deliver(message))
         }
-    }
-
-    /// Decodes a ping or pong; a malformed one fails the link.
-    private mutating func decode(_ message: [UInt8], type: UInt16, into actions: inout [Action]) -> Message? {
-        do {
-            return try Message.decode(message)
-        } catch {
-            actions += fail(.malformedMessage(type: type, reason: error.description), warnPeer: true)
-            return nil
-        }
-    }
-
-    /// Records a ping from the peer; false when it exceeds the flood limit.
-    private mutating func admitPing(now: ContinuousClock.Instant) -> Bool {
-        let windowStart = now - policy.pingFloodWindow
-        if let firstRecent = recentPings.firstIndex(where: { $0 > windowStart }) {
-            recentPings.removeFirst(firstRecent)
-        } else {
-            recentPings.removeAll(keepingCapacity: true)
-        }
-        guard recentPings.count < policy.maximumPingsPerWindow else { return false }
-        recentPings.append(now)
-        return true
     }
 
     // MARK: - Outbound

@@ -116,6 +116,8 @@ public enum TransportError: Error, Hashable, Sendable, CustomStringConvertible {
     case queueFull(PublicKey)
     case invalidPongLength(UInt16)
     case tooManyPendingPings(limit: Int)
+    /// On a frame link a ping or its pong may be lost: the ping fails, the link stays.
+    case pongTimedOut(PublicKey, after: Duration)
 
     public var description: String {
         switch self {
@@ -147,6 +149,8 @@ public enum TransportError: Error, Hashable, Sendable, CustomStringConvertible {
             return "a ping asking for \(length) pong bytes is never answered (BOLT-1: the limit is \(Ping.noPongThreshold - 1))"
         case let .tooManyPendingPings(limit):
             return "\(limit) pings are already waiting for their pong"
+        case let .pongTimedOut(nodeID, after):
+            return "no pong from \(nodeID) within \(formatted(after)): the ping or its pong was lost"
         }
     }
 }

@@ -24,7 +24,7 @@ public final class TCPTransport: SessionTransport {
     private let onEvent: @Sendable (TransportEvent) -> Void
     private let logger: Logger
     private let policy: LinkPolicy
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
     public var linkKind: LinkKind { .stream }
 
@@ -33,6 +33,7 @@ public final class TCPTransport: SessionTransport {
         self.configuration = configuration
         self.group = group
         self.onEvent = onEvent
+        self.state = NIOLockedValueBox(State(persistentPeers: PersistentPeerBook(backoff: configuration.reconnectBackoff)))
         self.logger = configuration.logger
         self.policy = configuration.linkPolicy
     }
@@ -46,14 +47,8 @@ public final class TCPTransport: SessionTransport {
         /// Every open link, ready or not, so `shutdown` can close them all.
         var links: [UInt64: any Channel] = [:]
         var sessions: [PublicKey: PeerConnection] = [:]
-        var persistentPeers: [PublicKey: PersistentPeer] = [:]
+        var persistentPeers: PersistentPeerBook
         var nextConnectionID: UInt64 = 0
-    }
-
-    private struct PersistentPeer {
-        var address: PeerAddress
-        var failedAttempts = 0
-        var redial: Scheduled<Void>?
     }
 
     // MARK: - Public API
@@ -121,14 +116,8 @@ public final class TCPTransport: SessionTransport {
         }
         let existing: Result<PeerInfo?, TransportError> = state.withLockedValue { state in
             guard state.phase != .shutDown else { return .failure(.shutDown) }
-            if persistent {
-                var peer = state.persistentPeers[nodeID] ?? PersistentPeer(address: address)
-                peer.address = address
-                // This dial replaces a scheduled redial; its failure schedules the next.
-                peer.redial?.cancel()
-                peer.redial = nil
-                state.persistentPeers[nodeID] = peer
-            }
+            // This dial replaces a scheduled redial; its failure schedules the next.
+            if persistent { state.persistentPeers.register(address) }
             guard let connection = state.sessions[nodeID] else { return .success(nil) }
             return .success(info(of: connection, in: state))
         }
@@ -139,8 +128,7 @@ public final class TCPTransport: SessionTransport {
         } catch {
             let failure = error as? TransportError ?? .connectFailed(address: address.description, reason: describe(error))
             let willRetry = persistent && state.withLockedValue { state in
-                guard state.sessions[nodeID] == nil, state.persistentPeers[nodeID] != nil else { return false }
-                state.persistentPeers[nodeID]?.failedAttempts += 1
+                guard state.sessions[nodeID] == nil, state.persistentPeers.recordFailure(nodeID) else { return false }
                 return scheduleRedial(of: nodeID, in: &state)
             }
             onEvent(.connectFailed(address: address, reason: failure.description, willRetry: willRetry))
@@ -154,28 +142,21 @@ public final class TCPTransport: SessionTransport {
     public func redialNow(where filter: (PeerAddress) -> Bool) {
         let due: [PublicKey] = state.withLockedValue { state in
             guard state.phase != .shutDown else { return [] }
-            var due: [PublicKey] = []
-            for (nodeID, var peer) in state.persistentPeers where state.sessions[nodeID] == nil && filter(peer.address) {
-                peer.redial?.cancel()
-                peer.redial = nil
-                peer.failedAttempts = 0
-                state.persistentPeers[nodeID] = peer
-                due.append(nodeID)
-            }
-            return due
+            let connected = Set(state.sessions.keys)
+            return state.persistentPeers.resetRedials { nodeID, address in !connected.contains(nodeID) && filter(address) }
         }
         for nodeID in due { redial(nodeID) }
     }
 
     /// The peers redialled whenever they are not connected.
     public func persistentPeers() -> [PeerAddress] {
-        state.withLockedValue { $0.persistentPeers.values.map(\.address) }
+        state.withLockedValue { $0.persistentPeers.addresses }
     }
 
     /// Closes the session with `nodeID` and forgets it: no more redials.
     public func disconnect(_ nodeID: PublicKey) async {
         let connection: PeerConnection? = state.withLockedValue { state in
-            state.persistentPeers.removeValue(forKey: nodeID)?.redial?.cancel()
+            state.persistentPeers.forget(nodeID)
             return state.sessions[nodeID]
         }
         guard let connection else { return }
@@ -245,8 +226,7 @@ public final class TCPTransport: SessionTransport {
     public func shutdown() async {
         let (listeners, links) = state.withLockedValue { state in
             state.phase = .shutDown
-            for peer in state.persistentPeers.values { peer.redial?.cancel() }
-            state.persistentPeers.removeAll()
+            state.persistentPeers.forgetAll()
             defer { state.listeners.removeAll() }
             return (state.listeners, Array(state.links.values))
         }
@@ -369,30 +349,17 @@ public final class TCPTransport: SessionTransport {
 
     /// Schedules the next redial of a persistent peer (lock held by the caller).
     private func scheduleRedial(of nodeID: PublicKey, in state: inout State) -> Bool {
-        guard state.phase != .shutDown, var peer = state.persistentPeers[nodeID], peer.redial == nil else { return false }
-        let delay = redialDelay(afterFailures: peer.failedAttempts)
-        peer.redial = group.next().scheduleTask(in: TimeAmount(delay)) { [self] in redial(nodeID) }
-        state.persistentPeers[nodeID] = peer
-        return true
-    }
-
-    /// Exponential backoff with "equal jitter": uniform in the upper half of the delay,
-    /// so peers that lost us at the same moment do not all come back at once.
-    private func redialDelay(afterFailures failures: Int) -> Duration {
-        let (initial, maximum) = configuration.reconnectBackoff
-        let ceiling = min(initial * (1 << min(failures, 30)), maximum)
-        let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
-        guard nanoseconds > 1 else { return ceiling }
-        return .nanoseconds(Int64.random(in: (nanoseconds / 2)...nanoseconds))
+        guard state.phase != .shutDown else { return false }
+        return state.persistentPeers.scheduleRedial(of: nodeID) { delay in
+            let timer = group.next().scheduleTask(in: TimeAmount(delay)) { [self] in redial(nodeID) }
+            return { timer.cancel() }
+        }
     }
 
     private func redial(_ nodeID: PublicKey) {
         let address: PeerAddress? = state.withLockedValue { state in
-            guard state.phase != .shutDown, state.sessions[nodeID] == nil,
-                  var peer = state.persistentPeers[nodeID] else { return nil }
-            peer.redial = nil
-            state.persistentPeers[nodeID] = peer
-            return peer.address
+            guard state.phase != .shutDown, state.sessions[nodeID] == nil else { return nil }
+            return state.persistentPeers.takeRedial(of: nodeID)
         }
         guard let address else { return }
         logger.info("redialling \(address)")
@@ -400,8 +367,7 @@ public final class TCPTransport: SessionTransport {
             // Silent when the attempt no longer matters: the peer was disconnected, or
             // came back on its own (inbound) meanwhile.
             let outcome: (report: Bool, willRetry: Bool) = state.withLockedValue { state in
-                guard state.sessions[nodeID] == nil, state.persistentPeers[nodeID] != nil else { return (false, false) }
-                state.persistentPeers[nodeID]?.failedAttempts += 1
+                guard state.sessions[nodeID] == nil, state.persistentPeers.recordFailure(nodeID) else { return (false, false) }
                 return (true, scheduleRedial(of: nodeID, in: &state))
             }
             if outcome.report {
@@ -435,15 +401,10 @@ public final class TCPTransport: SessionTransport {
             guard state.phase != .shutDown else { return .failure(.shutDown) }
             // A persistent dial registered its peer before dialling; a missing entry means
             // `disconnect` came while it was under way.
-            if case .outbound(_, true, _) = origin, state.persistentPeers[remote.nodeID] == nil {
+            if case .outbound(_, true, _) = origin, !state.persistentPeers.contains(remote.nodeID) {
                 return .failure(.sessionNotReady(reason: "disconnected while dialling"))
             }
-            if var peer = state.persistentPeers[remote.nodeID] {
-                peer.redial?.cancel()
-                peer.redial = nil
-                peer.failedAttempts = 0
-                state.persistentPeers[remote.nodeID] = peer
-            }
+            state.persistentPeers.connected(remote.nodeID)
             let replaced = state.sessions.updateValue(connection, forKey: remote.nodeID)
             return .success((info(of: connection, in: state), replaced))
         }
@@ -498,7 +459,7 @@ public final class TCPTransport: SessionTransport {
 
     private func info(of connection: PeerConnection, in state: State) -> PeerInfo {
         var info = connection.info
-        info.persistent = state.persistentPeers[info.nodeID] != nil
+        info.persistent = state.persistentPeers.contains(info.nodeID)
         return info
     }
 
@@ -514,14 +475,7 @@ final class PeerConnection: Sendable {
     let handler: NIOLoopBound<PeerLinkHandler>
     let frameFormat: FrameFormat
     let info: PeerInfo
-    private let queueLimit: Int
-    private let queue = NIOLockedValueBox(OutboundQueue())
-
-    private struct OutboundQueue {
-        var bytes = 0
-        /// A `send` was refused; `.writable` is owed once the queue drains to half.
-        var refused = false
-    }
+    private let queue: NIOLockedValueBox<OutboundQueueGauge>
 
     init(connectionID: UInt64, channel: any Channel, handler: NIOLoopBound<PeerLinkHandler>,
          frameFormat: FrameFormat, queueLimit: Int, info: PeerInfo) {
@@ -529,46 +483,28 @@ final class PeerConnection: Sendable {
         self.channel = channel
         self.handler = handler
         self.frameFormat = frameFormat
-        self.queueLimit = queueLimit
+        self.queue = NIOLockedValueBox(OutboundQueueGauge(limit: queueLimit))
         self.info = info
     }
 
     var queuedBytes: Int { queue.withLockedValue(\.bytes) }
 
     /// Takes `bytes` into the queue unless it is at its limit (our own count, or NIO's
-    /// buffer, which also holds pongs and pings, over its high-water mark). An empty
-    /// queue takes any batch, or a batch over the limit could never be sent.
+    /// buffer, which also holds pongs and pings, over its high-water mark).
     func reserve(_ bytes: Int) -> Bool {
         let socketWritable = channel.isWritable
-        return queue.withLockedValue { queue in
-            let fits = queue.bytes == 0 || queue.bytes + bytes <= queueLimit
-            guard fits, socketWritable else {
-                queue.refused = true
-                return false
-            }
-            queue.bytes += bytes
-            return true
-        }
+        return queue.withLockedValue { $0.reserve(bytes, linkWritable: socketWritable) }
     }
 
     /// Returns true when a refused sender should now hear `.writable`.
     func release(_ bytes: Int) -> Bool {
-        queue.withLockedValue { queue in
-            queue.bytes -= bytes
-            guard queue.refused, queue.bytes < queueLimit / 2 else { return false }
-            queue.refused = false
-            return true
-        }
+        queue.withLockedValue { $0.release(bytes) }
     }
 
     /// NIO's buffer drained below its low-water mark; `.writable` is owed if our own
     /// count is low too.
     func clearRefusalIfDrained() -> Bool {
-        queue.withLockedValue { queue in
-            guard queue.refused, queue.bytes < queueLimit / 2 else { return false }
-            queue.refused = false
-            return true
-        }
+        queue.withLockedValue { $0.clearRefusalIfDrained() }
     }
 
     func close(_ reason: LinkFailure) {
