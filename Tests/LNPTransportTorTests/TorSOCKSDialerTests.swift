@@ -84,7 +84,9 @@ import Testing
             let dialer = TorSOCKSDialer(proxy: try SocketAddress(ipAddress: "127.0.0.1", port: port))
             let reason = try await dialFailure(dialer, .onion(Self.unusedOnion), group: group)
             #expect(reason == "tor's SOCKS port 127.0.0.1:\(port) refused the connection — is tor running?")
-            #expect(ContinuousClock.now - started < .seconds(10))
+            // "Refused" (not our 60 s timeout) is the proof of "at once"; the bound only rules
+            // out a hang: a fully loaded parallel run has delayed continuations ~30 s here.
+            #expect(ContinuousClock.now - started < .seconds(45))
         }
     }
 
