@@ -21,12 +21,15 @@ public final class MessageService: Sendable {
     private let mailbox: AsyncStream<MessageEngine.Input>.Continuation
     private let consumer: Task<Void, Never>
 
-    public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, logger: Logger) throws(BusError) {
+    /// `spool`, when given, answers `spoolExport`/`spoolImport` (see `SpoolLink`).
+    public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, spool: SpoolLink? = nil,
+                logger: Logger) throws(BusError) {
         let (stream, continuation) = AsyncStream<MessageEngine.Input>.makeStream()
         let writer = SendWriter(store: store, logger: logger) { recipient, stored in
             continuation.yield(.enqueued(recipient, stored))
         }
-        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger)
+        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger,
+                                   spool: spool, spoolStored: { continuation.yield(.spoolStored($0)) })
         self.engine = engine
         self.peerClient = peerClient
         mailbox = continuation
@@ -94,6 +97,8 @@ actor MessageEngine {
         case deliver(PublicKey)
         /// `SendWriter` committed these messages (one recipient, consecutive sequence numbers).
         case enqueued(PublicKey, [StoredOutgoing])
+        /// A spool import stored messages from this sender.
+        case spoolStored(PublicKey)
     }
 
     /// What msgd knows of a connected peer.
@@ -167,12 +172,17 @@ actor MessageEngine {
     private var acksOwed: [PublicKey: UInt64] = [:]
     private var waiters: [RecvWaiter] = []
     private var publish: @Sendable (BusMessage) -> Void = { _ in }
+    private let spool: SpoolLink?
+    private let spoolStored: @Sendable (PublicKey) -> Void
 
-    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger) {
+    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger,
+         spool: SpoolLink? = nil, spoolStored: @escaping @Sendable (PublicKey) -> Void = { _ in }) {
         self.store = store
         self.peers = peers
         self.writer = writer
         self.logger = logger
+        self.spool = spool
+        self.spoolStored = spoolStored
     }
 
     func setPublisher(_ publish: @escaping @Sendable (BusMessage) -> Void) { self.publish = publish }
@@ -185,6 +195,9 @@ actor MessageEngine {
         case .tick: tick()
         case let .deliver(peer): await deliver(to: peer)
         case let .enqueued(peer, stored): enqueued(stored, to: peer)
+        case let .spoolStored(sender):
+            publish(BusMessage(method: MessageEventType.received.rawValue, payload: NodeIDRequest(nodeID: sender).encoded()))
+            answerWaiters(onlyExpired: false, storedFrom: sender)
         }
     }
 
@@ -210,6 +223,9 @@ actor MessageEngine {
                 }
                 responder.reply(StatusReply(id: message.id, recipient: message.recipient, state: message.state.description,
                                             link: message.link, createdAtMicros: UInt64(message.createdAt.timeIntervalSince1970 * 1_000_000)).encoded())
+            case .spoolExport, .spoolImport:
+                guard let spool else { return responder.fail(code: RPCErrorCode.refused.rawValue, message: "this node has no spool link") }
+                spool.handle(message, responder, stored: spoolStored)
             case nil:
                 responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "msgd has no method \(message.method)")
             }

@@ -87,11 +87,17 @@ public final class Node: Sendable {
             push { await peers.close() }
         }
         if wanted.contains(.msgd) {
-            try await waitUntilReady([.peerd], layout: layout)
+            try await waitUntilReady([.keyd, .peerd], layout: layout)
             let store = try store()
             let peerClient = try BusClient(context: context, layout: layout, service: .peerd)
             push { peerClient.close() }
-            let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient, logger: logger)
+            // The spool seals and opens envelopes with the node key, which stays in keyd.
+            let keyClient = try BusClient(context: context, layout: layout, service: .keyd)
+            push { keyClient.close() }
+            let spool = try SpoolLink(store: store, keyAgreement: try await RemoteKeyAgreement(client: keyClient),
+                                      dataDirectory: directory, logger: logger)
+            let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient,
+                                              spool: spool, logger: logger)
             try messages.start()
             push { messages.close() }
         }
