@@ -10,6 +10,7 @@ import LNPStore
 import LNPTransportSpool
 import LNPWire
 import Logging
+import Synchronization
 
 /// msgd's store-and-forward link: `spool export` writes what the store owes a peer into bundle
 /// files, `spool import` takes bundles in. It is one more link for the same per-recipient
@@ -92,7 +93,7 @@ public final class SpoolLink: Sendable {
         try Self.checkDirectory(request.directory, writable: true)
         let exporter: SpoolExporter
         do throws(SpoolExportError) {
-            exporter = try SpoolExporter(localKey: keyAgreement)
+            exporter = try SpoolExporter(localKey: RecurringKeyCache(keyAgreement))
         } catch {
             throw .export(error)
         }
@@ -197,7 +198,7 @@ public final class SpoolLink: Sendable {
     func importBundles(_ request: SpoolImportRequest, now: Date = Date(),
                        stored: @Sendable (PublicKey) -> Void = { _ in }) throws(SpoolLinkError) -> SpoolImportReply {
         try Self.checkDirectory(request.directory, writable: false)
-        let importer = SpoolImporter(localKey: keyAgreement, ledger: ledger, logger: logger)
+        let importer = SpoolImporter(localKey: RecurringKeyCache(keyAgreement), ledger: ledger, logger: logger)
         var reply = SpoolImportReply()
         var storedFrom: [PublicKey] = []
         // Senders of messages we already hold: they re-exported because our receipt has not
@@ -344,5 +345,51 @@ public enum SpoolLinkError: Error, Sendable, CustomStringConvertible {
         case let .export(error): "the export failed: \(error)"
         case let .importFailed(error): "the import stopped: \(error)"
         }
+    }
+}
+
+/// The node key for one export or import, remembering ECDH results with keys that recur.
+///
+/// Each envelope costs two ECDHs with the node key through keyd (a bus round trip each): one
+/// with a fresh ephemeral key, one with the other node's static key, which is the same for
+/// every envelope of a bundle. Remembering the second halves an import's round trips and
+/// leaves an export one in all. A point is remembered from its second use (ephemeral keys never
+/// have one), within bounds, and only for the one operation: the secrets live in msgd's
+/// memory no longer than the envelopes' plaintext already does.
+final class RecurringKeyCache: StaticKeyAgreement {
+    static let recentLimit = 4_096
+    static let rememberedLimit = 256
+
+    let publicKey: PublicKey
+    private let base: any StaticKeyAgreement
+    private let state = Mutex(State())
+
+    private struct State {
+        var recent: Set<PublicKey> = []
+        var remembered: [PublicKey: [UInt8]] = [:]
+    }
+
+    init(_ base: any StaticKeyAgreement) {
+        self.base = base
+        publicKey = base.publicKey
+    }
+
+    func sharedSecret(with point: PublicKey) throws -> [UInt8] {
+        let seenBefore = state.withLock { state -> (secret: [UInt8]?, recent: Bool) in
+            if let secret = state.remembered[point] { return (secret, true) }
+            if state.recent.contains(point) { return (nil, true) }
+            // Ephemeral keys pass through here once each; forget them in bulk.
+            if state.recent.count >= Self.recentLimit { state.recent.removeAll(keepingCapacity: true) }
+            state.recent.insert(point)
+            return (nil, false)
+        }
+        if let secret = seenBefore.secret { return secret }
+        let secret = try base.sharedSecret(with: point)
+        if seenBefore.recent {
+            state.withLock { state in
+                if state.remembered.count < Self.rememberedLimit { state.remembered[point] = secret }
+            }
+        }
+        return secret
     }
 }
