@@ -192,3 +192,31 @@ def test_spool_cli_fails_with_one_clear_sentence(nodes, tmp_path):
     a.stop()
     down = a.cli("spool", "import", "--dir", str(tmp_path), check=False)
     assert down.returncode == 1 and down.stderr.startswith("lnp-cli: ") and down.stderr.count("\n") == 1
+
+
+def test_spool_and_tcp_carry_one_sequence(nodes, tmp_path):
+    """A message that comes by spool and then over TCP (the sender had no receipt yet and
+    resends on connect) is stored once, and the messages after it follow in order."""
+    a, b = nodes("a").start(), nodes("b").start()
+    stick = str(tmp_path / "stick")
+    os.makedirs(stick)
+    first = send_lines(a, b, [f"by spool {i}" for i in range(100)])
+    spool(a, "export", stick)
+    assert spool(b, "import", stick)["messages_stored"] == 100
+    # Now they meet: a still counts the 100 as only sent; b's ack on connect settles them,
+    # and whatever a resends before hearing it, b drops by sequence number.
+    a.cli("connect", b.address)
+    wait_for(lambda: b.connected_to(a) and a.connected_to(b), 20, "both sides to see the connection")
+    later = send_lines(a, b, [f"by tcp {i}" for i in range(50)])
+    wait_for(lambda: status(a, later[-1])["state"] == "delivered", 30, "the last message delivered over tcp")
+    assert status(a, first[0])["state"] == "delivered"
+    got = b.recv()
+    assert [m["id"] for m in got] == first + later
+    # A bundle written before the connection, imported after it, changes nothing either.
+    late_stick = str(tmp_path / "late")
+    os.makedirs(late_stick)
+    shutil.copy(os.path.join(stick, bundles(stick)[0]), late_stick)
+    repack(os.path.join(stick, bundles(stick)[0]), os.path.join(late_stick, "lnp-000000000000009-0000-again.lnpspool"))
+    again = spool(b, "import", late_stick)
+    assert again["messages_stored"] == 0 and again["duplicates"] == 100 and again["bundles_already_imported"] == 1
+    assert len(b.recv()) == 150
