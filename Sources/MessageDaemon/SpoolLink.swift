@@ -245,7 +245,11 @@ public final class SpoolLink: Sendable {
                 // a bundle imported again after a crash holds nothing else.
                 var held = 0
                 for rejection in rejected {
-                    if case .alreadyReceived = rejection.problem { held += 1 } else { reply.problems.append(rejection.description) }
+                    if case .alreadyReceived = rejection.problem {
+                        held += 1
+                    } else if reply.problems.count < SpoolImportReply.maximumProblems {
+                        reply.problems.append(rejection.description)
+                    }
                 }
                 reply.duplicates += UInt32(held)
                 if held > 0 { reply.problems.append("\(held) envelopes of \(name) were rejected: their messages were received before (replayed or resent)") }
@@ -258,6 +262,7 @@ public final class SpoolLink: Sendable {
                 reply.problems.append(outcome.description)
             }
         }
+        // Every refusal is in the log; the reply carries the first few.
         reply.problems = Array(reply.problems.prefix(SpoolImportReply.maximumProblems))
         logger.info("msgd: spool import from \(request.directory): \(reply.bundlesImported) bundles, \(reply.messagesStored) messages stored, \(reply.duplicates) duplicates, \(reply.receipts) receipts, \(reply.filesRejected) files and \(reply.envelopesRejected) envelopes rejected")
         return reply
