@@ -62,7 +62,7 @@ let package = Package(
                                                     "LNPTransportTor",
                                                     .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                                                     .product(name: "Logging", package: "swift-log")]),
-        .target(name: "MessageDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore", "LNPSession", "LNPTransportSpool",
+        .target(name: "MessageDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore", "LNPSession", "LNPTransport", "LNPTransportSpool",
                                                        .product(name: "Logging", package: "swift-log")]),
         .target(name: "NodeDaemon", dependencies: ["KeyDaemon", "PeerDaemon", "MessageDaemon", "LNPClient", "LNPBus", "LNPRPC", "LNPTransportSpool",
                                                     "LNPCrypto", "LNPWire", "LNPStore", "LNPTransport", "LNPTransportTor",

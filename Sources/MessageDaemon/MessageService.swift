@@ -20,6 +20,7 @@ public final class MessageService: Sendable {
     private let peerClient: BusClient
     private let mailbox: AsyncStream<MessageEngine.Input>.Continuation
     private let consumer: Task<Void, Never>
+    private let spool: SpoolLink?
 
     /// `spool`, when given, answers `spoolExport`/`spoolImport` (see `SpoolLink`).
     public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, spool: SpoolLink? = nil,
@@ -32,6 +33,7 @@ public final class MessageService: Sendable {
                                    spool: spool, spoolStored: { continuation.yield(.spoolStored($0)) })
         self.engine = engine
         self.peerClient = peerClient
+        self.spool = spool
         mailbox = continuation
         consumer = Task {
             for await input in stream { await engine.handle(input) }
@@ -57,6 +59,7 @@ public final class MessageService: Sendable {
     public func start() throws(BusError) {
         try server.start()
         let continuation = mailbox
+        spool?.startWatching(stored: { continuation.yield(.spoolStored($0)) })
         // peerd starts first and dials persistent peers at once, so a `connected` event may
         // be published before our subscription is in place (the PUB/SUB slow joiner): msgd
         // would then never deliver to that peer. Once events do reach us, peerd's list of
@@ -81,6 +84,7 @@ public final class MessageService: Sendable {
     }
 
     public func close() {
+        spool?.stopWatching()
         mailbox.finish()
         consumer.cancel()
         subscriber.close()

@@ -7,6 +7,7 @@ import LNPCrypto
 import LNPRPC
 import LNPSession
 import LNPStore
+import LNPTransport
 import LNPTransportSpool
 import LNPWire
 import Logging
@@ -44,13 +45,124 @@ public final class SpoolLink: Sendable {
     private let ledger: SpoolLedger
     private let logger: Logger
     private let queue = DispatchQueue(label: "msgd.spool")
+    /// `spool://NODEID@/path` peers: each directory is kept by a `SpoolWatcher`.
+    private let watched: [PeerAddress]
+    private let watchers = Mutex<[Task<Void, Never>]>([])
+    private let watchProgress = Mutex<[PublicKey: WatchProgress]>([:])
+    /// Senders whose messages a watcher found held already: they resend because our receipt
+    /// has not reached them, so they are owed one again (recorded at the round's export).
+    private let replayedFrom = Mutex<Set<PublicKey>>([])
 
-    /// `dataDirectory` holds the ledger of imported bundles (`spool-ledger`).
-    public init(store: MessageStore, keyAgreement: any StaticKeyAgreement, dataDirectory: String, logger: Logger) throws(SpoolFileError) {
+    /// What a watcher has put into a shared directory for one peer.
+    struct WatchProgress {
+        var sentThrough: UInt64 = 0
+        var lastFull: ContinuousClock.Instant?
+    }
+
+    /// How long a watcher waits for a receipt before it writes everything still owed again.
+    static let watchRetry: Duration = .seconds(60)
+    /// Messages a watcher writes per round at most (a round every 2 s).
+    static let watchPageMessages = 5_000
+
+    /// `dataDirectory` holds the ledger of imported bundles (`spool-ledger`); `watching` lists
+    /// the `spool://` peers whose directories msgd keeps once `startWatching` is called.
+    public init(store: MessageStore, keyAgreement: any StaticKeyAgreement, dataDirectory: String, watching: [PeerAddress] = [],
+                logger: Logger) throws(SpoolFileError) {
         self.store = store
         self.keyAgreement = keyAgreement
         ledger = try SpoolLedger(path: dataDirectory + "/" + SpoolLedger.fileName)
+        watched = watching.filter { if case .spool = $0.location { true } else { false } }
         self.logger = logger
+    }
+
+    // MARK: shared directories
+
+    /// Starts a watcher per `spool://` peer. `stored` is called with each sender whose
+    /// messages were stored.
+    func startWatching(stored: @escaping @Sendable (PublicKey) -> Void) {
+        // The peer's key recurs in every envelope: remember its ECDH (see RecurringKeyCache).
+        let key = RecurringKeyCache(keyAgreement)
+        for address in watched {
+            let watcher: SpoolWatcher
+            do {
+                watcher = try SpoolWatcher(address: address, importer: SpoolImporter(localKey: key, ledger: ledger, logger: logger),
+                                           exporter: try SpoolExporter(localKey: key), logger: logger)
+            } catch {
+                logger.error("msgd: cannot keep \(address): \(error)")
+                continue
+            }
+            let peer = address.nodeID
+            logger.info("msgd: keeping the spool directory \(watcher.directory) with \(peer)")
+            let task = Task.detached {
+                await watcher.run(
+                    clock: {
+                        let now = Date().timeIntervalSince1970
+                        return (UInt64(max(0, now)), UInt64(max(0, now * 1_000)))
+                    },
+                    outgoing: { try self.watchOutgoing(to: peer) },
+                    alreadyReceived: { sender, message in self.held(sender, message) },
+                    deliver: { bundle in
+                        let taken = try self.take(bundle, receivedAt: Date())
+                        for sender in taken.storedFrom { stored(sender) }
+                    })
+            }
+            watchers.withLock { $0.append(task) }
+        }
+    }
+
+    func stopWatching() {
+        for task in watchers.withLock({ $0 }) { task.cancel() }
+    }
+
+    private func held(_ sender: PublicKey, _ message: EnvelopeMessage) -> Bool {
+        guard ReceivedCheck(store: store).contains(from: sender, seq: message.seq, id: message.id) else { return false }
+        replayedFrom.withLock { _ = $0.insert(sender) }
+        return true
+    }
+
+    /// What a watcher writes for `peer` this round: a receipt if one is owed, then the messages
+    /// not yet written, or, once `watchRetry` has passed without a receipt, everything still
+    /// owed again (a shared directory may lose files like any other link).
+    func watchOutgoing(to peer: PublicKey, now: Date = Date()) throws(SpoolLinkError) -> [EnvelopeRecord] {
+        let clock = ContinuousClock.now
+        let after = watchProgress.withLock { progress -> UInt64 in
+            var entry = progress[peer] ?? WatchProgress()
+            if let last = entry.lastFull, clock - last < Self.watchRetry { return entry.sentThrough }
+            entry.lastFull = clock
+            progress[peer] = entry
+            return 0
+        }
+        let receipt: SpoolReceiptOwed?
+        let page: [StoredOutgoing]
+        do throws(StoreError) {
+            for sender in replayedFrom.withLock({ set -> Set<PublicKey> in defer { set = [] }; return set }) {
+                try store.noteSpoolReceiptOwed(to: sender)
+            }
+            receipt = try store.spoolReceiptsOwed(only: peer).first
+            page = try store.undelivered(to: peer, afterSeq: after, limit: Self.watchPageMessages)
+        } catch {
+            throw .store(error)
+        }
+        var records: [EnvelopeRecord] = []
+        let nowSeconds = UInt64(max(0, now.timeIntervalSince1970))
+        do throws(EnvelopeRecordError) {
+            if let receipt { records.append(.receipt(try EnvelopeReceipt(delivered: [], throughSeq: receipt.throughSeq))) }
+            for message in page where (message.expiresAt ?? .distantFuture) > now {
+                records.append(.message(try Self.record(for: message, nowSeconds: nowSeconds)))
+            }
+        } catch {
+            throw .record(error)
+        }
+        do throws(StoreError) {
+            if let last = page.last {
+                try store.markSent(to: peer, afterSeq: after, throughSeq: last.seq, link: Self.linkName)
+                watchProgress.withLock { $0[peer, default: WatchProgress()].sentThrough = last.seq }
+            }
+            if let receipt { try store.recordSpoolReceiptExported(to: peer, throughSeq: receipt.throughSeq) }
+        } catch {
+            throw .store(error)
+        }
+        return records
     }
 
     /// Answers a `spoolExport` or `spoolImport` request off the caller's thread. `stored` is

@@ -9,6 +9,7 @@ import LNPCrypto
 import LNPRPC
 import LNPStore
 import Logging
+import LNPTransport
 import MessageDaemon
 import PeerDaemon
 
@@ -65,6 +66,9 @@ public final class Node: Sendable {
             layout = FrontDoor.layout(dataDirectory: directory)
         }
         let wanted = service.map { [$0] } ?? Service.allCases
+        // `spool://` peers are directories msgd keeps; peerd dials the others.
+        let spoolPeers = configuration.connect.filter { if case .spool = $0.location { true } else { false } }
+        let dialled = configuration.connect.filter { address in !spoolPeers.contains { $0 == address } }
 
         if wanted.contains(.keyd) {
             let key = try NodeKeyFile.loadOrCreate(directory: directory, passphrase: configuration.keyPassphrase)
@@ -80,7 +84,7 @@ public final class Node: Sendable {
             let keyAgreement = try await RemoteKeyAgreement(client: keyClient)
             let store = try store()
             let peers = try PeerService(context: context, layout: layout,
-                                        configuration: .init(listen: configuration.listen, connect: configuration.connect,
+                                        configuration: .init(listen: configuration.listen, connect: dialled,
                                                              tor: configuration.tor, dataDirectory: directory),
                                         keyAgreement: keyAgreement, store: store, logger: logger)
             try await peers.start()
@@ -95,7 +99,7 @@ public final class Node: Sendable {
             let keyClient = try BusClient(context: context, layout: layout, service: .keyd)
             push { keyClient.close() }
             let spool = try SpoolLink(store: store, keyAgreement: try await RemoteKeyAgreement(client: keyClient),
-                                      dataDirectory: directory, logger: logger)
+                                      dataDirectory: directory, watching: spoolPeers, logger: logger)
             let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient,
                                               spool: spool, logger: logger)
             try messages.start()

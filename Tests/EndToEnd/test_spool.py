@@ -220,3 +220,26 @@ def test_spool_and_tcp_carry_one_sequence(nodes, tmp_path):
     again = spool(b, "import", late_stick)
     assert again["messages_stored"] == 0 and again["duplicates"] == 100 and again["bundles_already_imported"] == 1
     assert len(b.recv()) == 150
+
+
+def test_shared_directory_peers_exchange_messages_and_receipts(nodes, tmp_path):
+    """`--connect spool://NODEID@/path` on both nodes: msgd keeps the directory as a mailbox,
+    with messages one way and receipts the other, and no lnp-cli spool command at all."""
+    a, b = nodes("a").start(), nodes("b").start()
+    shared = str(tmp_path / "shared")
+    os.makedirs(shared)
+    a.stop()
+    b.stop()
+    a.extra_args = ["--connect", f"spool://{b.node_id}@{shared}"]
+    b.extra_args = ["--connect", f"spool://{a.node_id}@{shared}"]
+    a.start()
+    b.start()
+    ids = send_lines(a, b, [f"shared {i}" for i in range(200)])
+    got = b.recv("--count", "200", "--timeout", "30")
+    assert [m["id"] for m in got] == ids
+    wait_for(lambda: status(a, ids[-1])["state"] == "delivered", 30, "the receipt to come back through the directory")
+    assert status(a, ids[0]) | {"created_at": None} == {"id": ids[0], "to": b.node_id, "state": "delivered", "link": "spool", "created_at": None}
+    # Each side deletes what it took in: the directory empties.
+    wait_for(lambda: not bundles(shared), 20, "both sides to take in what is theirs")
+    time.sleep(3)
+    assert len(b.recv()) == 200, "nothing arrives twice"
