@@ -397,6 +397,7 @@ struct SpoolExport: AsyncParsableCommand {
         let recipient: PublicKey?
         do { recipient = try peer.map(parseNodeID) } catch let error as CLIError { fail(error.message) }
         let directory = absolute(dir)
+        exitIfNodeStops(options, while: "exporting")
         try await withClient(options) { client in
             let reply = try await client.spoolExport(directory: directory, peer: recipient)
             if json {
@@ -424,6 +425,7 @@ struct SpoolImport: AsyncParsableCommand {
 
     func run() async throws {
         let directory = absolute(dir)
+        exitIfNodeStops(options, while: "importing; import again once it runs (nothing is taken in twice)")
         try await withClient(options) { client in
             let reply = try await client.spoolImport(directory: directory)
             if json {
@@ -446,6 +448,19 @@ struct SpoolImport: AsyncParsableCommand {
                       + (reply.moreWaiting ? "; more bundles wait, import again" : ""))
                 for problem in reply.problems { print("  " + problem) }
             }
+        }
+    }
+}
+
+/// A spool command may take minutes, and a request to a node that died is only noticed when
+/// its long timeout ends: watch lnpd's instance lock instead and say at once that it stopped.
+func exitIfNodeStops(_ options: GlobalOptions, while doing: String) {
+    let directory = options.dataDirectory
+    guard FrontDoor.isPresent(dataDirectory: directory) else { return }  // withClient says it
+    Task.detached {
+        while true {
+            try? await Task.sleep(for: .milliseconds(500))
+            if !FrontDoor.isPresent(dataDirectory: directory) { fail("lnpd stopped while \(doing)") }
         }
     }
 }

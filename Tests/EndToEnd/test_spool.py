@@ -164,10 +164,13 @@ def test_receiver_killed_during_import_takes_everything_exactly_once(nodes, tmp_
             time.sleep(0.01)
         assert importing.poll() is None, "the import ended before the kill; nothing was tested"
         b.kill9()
+        # The CLI notices at once, with one sentence, rather than wait out its long timeout.
+        _, err = importing.communicate(timeout=10)
+        assert importing.returncode == 1 and err.decode() == "lnp-cli: lnpd stopped while importing; import again once it runs (nothing is taken in twice)\n"
     finally:
-        # The CLI would wait out its long spool timeout for a node that died: stop it.
-        importing.kill()
-        importing.wait(timeout=30)
+        if importing.poll() is None:
+            importing.kill()
+            importing.wait()
     b.start()
     report = spool(b, "import", stick)
     assert report["files_rejected"] == 0
