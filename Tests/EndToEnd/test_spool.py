@@ -45,7 +45,9 @@ def test_ten_thousand_messages_by_spool_with_receipts_exactly_once(nodes, tmp_pa
     # No address for b at all: the messages wait for an export.
     assert status(a, ids[0])["state"] == "queued"
 
+    started = time.monotonic()
     exported = spool(a, "export", stick)
+    print(f"\nspool.export.10000: {time.monotonic() - started:.2f} s (lnp-cli spool export)")
     assert exported["messages"] == 10_000 and exported["receipts"] == 0 and exported["peers"] == 1
     assert exported["bundles"] == len(bundles(stick)) >= 1
     assert status(a, ids[0]) | {"created_at": None} == {"id": ids[0], "to": b.node_id, "state": "sent", "link": "spool", "created_at": None}
@@ -53,7 +55,7 @@ def test_ten_thousand_messages_by_spool_with_receipts_exactly_once(nodes, tmp_pa
     started = time.monotonic()
     imported = spool(b, "import", stick)
     seconds = time.monotonic() - started
-    print(f"\nspool.import.10000: {seconds:.2f} s (lnp-cli spool import, {exported['bundles']} bundles)")
+    print(f"spool.import.10000: {seconds:.2f} s (lnp-cli spool import, {exported['bundles']} bundles)")
     assert imported["messages_stored"] == 10_000 and imported["bundles_imported"] == exported["bundles"]
     assert imported["files_rejected"] == imported["envelopes_rejected"] == imported["duplicates"] == 0
     got = b.recv()
