@@ -8,8 +8,8 @@ import LNPClient
 import LNPCrypto
 import LNPRPC
 import LNPStore
-import Logging
 import LNPTransport
+import Logging
 import MessageDaemon
 import PeerDaemon
 
@@ -68,7 +68,7 @@ public final class Node: Sendable {
         let wanted = service.map { [$0] } ?? Service.allCases
         // `spool://` peers are directories msgd keeps; peerd dials the others.
         let spoolPeers = configuration.connect.filter { if case .spool = $0.location { true } else { false } }
-        let dialled = configuration.connect.filter { address in !spoolPeers.contains { $0 == address } }
+        let dialled = configuration.connect.filter { if case .spool = $0.location { false } else { true } }
 
         if wanted.contains(.keyd) {
             let key = try NodeKeyFile.loadOrCreate(directory: directory, passphrase: configuration.keyPassphrase)
