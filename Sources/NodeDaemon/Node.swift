@@ -67,8 +67,8 @@ public final class Node: Sendable {
         }
         let wanted = service.map { [$0] } ?? Service.allCases
         // `spool://` peers are directories msgd keeps; peerd dials the others.
-        let spoolPeers = configuration.connect.filter { if case .spool = $0.location { true } else { false } }
-        let dialled = configuration.connect.filter { if case .spool = $0.location { false } else { true } }
+        let spoolPeers = configuration.connect.filter(\.location.isSpool)
+        let dialled = configuration.connect.filter { !$0.location.isSpool }
 
         if wanted.contains(.keyd) {
             let key = try NodeKeyFile.loadOrCreate(directory: directory, passphrase: configuration.keyPassphrase)

@@ -80,7 +80,8 @@ public struct NodeConfiguration: Sendable {
                     throw Failure("--listen \(address): with --tor-only the node listens on loopback only (e.g. 127.0.0.1:9735); tor brings the onion's connections there")
                 }
             }
-            for address in connect {
+            // A spool directory is files, not a connection: nothing to route through tor.
+            for address in connect where !address.location.isSpool {
                 guard case let .tcp(host, _) = address.location, host.isOnion else {
                     throw Failure("--connect \(address): with --tor-only only .onion peers can be reached; clearnet addresses are refused")
                 }
@@ -241,4 +242,8 @@ public struct NodeConfiguration: Sendable {
         }
         return values
     }
+}
+
+extension Location {
+    var isSpool: Bool { if case .spool = self { true } else { false } }
 }
