@@ -62,9 +62,9 @@ let package = Package(
                                                     "LNPTransportTor", "LNPTransportSerial",
                                                     .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                                                     .product(name: "Logging", package: "swift-log")]),
-        .target(name: "MessageDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore",
+        .target(name: "MessageDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore", "LNPSession", "LNPTransport", "LNPTransportSpool",
                                                        .product(name: "Logging", package: "swift-log")]),
-        .target(name: "NodeDaemon", dependencies: ["KeyDaemon", "PeerDaemon", "MessageDaemon", "LNPClient", "LNPBus", "LNPRPC",
+        .target(name: "NodeDaemon", dependencies: ["KeyDaemon", "PeerDaemon", "MessageDaemon", "LNPClient", "LNPBus", "LNPRPC", "LNPTransportSpool",
                                                     "LNPCrypto", "LNPWire", "LNPStore", "LNPTransport", "LNPTransportTor",
                                                     .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "lnpd", dependencies: ["NodeDaemon", "LNPClient",
@@ -110,7 +110,8 @@ let package = Package(
                 "LNPSession", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LNPBusTests", dependencies: ["LNPBus", "CZeroMQ", "LNPWire", "LNPCrypto"]),
         .testTarget(name: "LNPStoreTests", dependencies: ["LNPStore", "LNPCrypto", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "MessageDaemonTests", dependencies: ["MessageDaemon", "LNPStore", "LNPRPC", "LNPCrypto", "LNPWire"]),
+        .testTarget(name: "MessageDaemonTests", dependencies: ["MessageDaemon", "LNPStore", "LNPRPC", "LNPCrypto", "LNPWire", "LNPSession",
+                                                               "LNPTransportSpool"]),
         .testTarget(
             name: "LNPRPCTests",
             dependencies: ["LNPRPC", "LNPCrypto", "LNPWire"]

@@ -171,7 +171,7 @@ def decode_record(data):
     kind = data[1]
     if kind not in (1, 2):
         raise RecordError("RECORD_UNKNOWN_KIND")
-    known = {0, 2, 4, 6, 8} if kind == 1 else {0}
+    known = {0, 1, 2, 4, 6, 8} if kind == 1 else {0, 1}
     fields, at, previous = {}, 2, None
     while at < len(data):
         t, at = bigsize(data, at)
@@ -206,16 +206,30 @@ def decode_record(data):
             raise RecordError("RECORD_BAD_FIELD_LENGTH")
         if expiry < created:
             raise RecordError("RECORD_EXPIRY_BEFORE_CREATION")
-        return {"kind": "message", "message_id": message_id.hex(), "created": created, "expiry": expiry,
-                "type": int.from_bytes(type_, "big"), "body": body.hex()}
-    ids = need(0)
+        decoded = {"kind": "message", "message_id": message_id.hex(), "created": created, "expiry": expiry,
+                   "type": int.from_bytes(type_, "big"), "body": body.hex()}
+        if 1 in fields:
+            decoded["seq"] = in_sequence_range(tu64(fields[1]))
+        return decoded
+    through = tu64(fields[1]) if 1 in fields else None
+    # The id list may be left out only when through_seq is present.
+    ids = need(0) if through is None else fields.get(0, b"")
     if len(ids) % 16:
         raise RecordError("RECORD_PARTIAL_MESSAGE_ID")
     if len(ids) // 16 > 1024:
         raise RecordError("RECORD_TOO_MANY_MESSAGE_IDS")
-    if not ids:
+    decoded = {"kind": "receipt", "delivered": [ids[i:i + 16].hex() for i in range(0, len(ids), 16)]}
+    if through is not None:
+        decoded["through_seq"] = in_sequence_range(through)
+    if not ids and through is None:
         raise RecordError("RECORD_NO_MESSAGE_IDS")
-    return {"kind": "receipt", "delivered": [ids[i:i + 16].hex() for i in range(0, len(ids), 16)]}
+    return decoded
+
+
+def in_sequence_range(value):
+    if value == 0 or value > 2**63 - 1:
+        raise RecordError("RECORD_SEQUENCE_OUT_OF_RANGE")
+    return value
 
 
 def byte_spec(value):

@@ -100,6 +100,17 @@ public final class NodeClient: Sendable {
                               timeout: wait + timeout, as: IncomingList.self).messages
     }
 
+    /// Spool exports and imports seal or open an envelope per message; the node bounds them.
+    public static let spoolTimeout: Duration = .seconds(910)
+
+    public func spoolExport(directory: String, peer: PublicKey?) async throws(Failure) -> SpoolExportReply {
+        try await call(.spoolExport, SpoolExportRequest(directory: directory, peer: peer), timeout: Self.spoolTimeout, as: SpoolExportReply.self)
+    }
+
+    public func spoolImport(directory: String) async throws(Failure) -> SpoolImportReply {
+        try await call(.spoolImport, SpoolImportRequest(directory: directory), timeout: Self.spoolTimeout, as: SpoolImportReply.self)
+    }
+
     public func status(_ id: [UInt8]) async throws(Failure) -> StatusReply {
         try await call(.status, StatusRequest(id: id), as: StatusReply.self)
     }

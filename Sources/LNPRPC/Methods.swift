@@ -3,7 +3,7 @@
 
 /// lnpd: the front door clients (lnp-cli) talk to.
 public enum NodeMethod: UInt16, Sendable {
-    case info = 1, connect, disconnect, peers, ping, send, recv, status
+    case info = 1, connect, disconnect, peers, ping, send, recv, status, spoolExport, spoolImport
 }
 
 /// keyd: the only holder of the node key.
@@ -22,7 +22,7 @@ public enum PeerEventType: UInt16, Sendable {
 
 /// msgd: the message layer (storage, queues, delivery, receipts).
 public enum MessageMethod: UInt16, Sendable {
-    case send = 1, recv, status
+    case send = 1, recv, status, spoolExport, spoolImport
 }
 
 public enum MessageEventType: UInt16, Sendable {

@@ -7,10 +7,12 @@ import LNPWire
 ///     fields          *   a BOLT-1 TLV stream (strictly increasing types, minimal BigSize,
 ///                         unknown even types rejected, unknown odd types skipped)
 ///
-/// message: 0 message_id (16 bytes), 2 created (tu64, unix seconds), 4 expiry (tu64, unix
-/// seconds, not before created), 6 type (u16), 8 body (the rest of the record's value).
-/// receipt: 0 delivered (1 to 1024 message ids, 16 bytes each).
-/// Every listed field is required; a known field with the wrong size is an error.
+/// message: 0 message_id (16 bytes), 1 seq (tu64, optional, at least 1), 2 created (tu64,
+/// unix seconds), 4 expiry (tu64, unix seconds, not before created), 6 type (u16), 8 body
+/// (the rest of the record's value).
+/// receipt: 0 delivered (0 to 1024 message ids, 16 bytes each), 1 through_seq (tu64,
+/// optional, at least 1); at least one of the two must acknowledge something.
+/// Every other listed field is required; a known field with the wrong size is an error.
 public enum EnvelopeRecord: Sendable, Equatable {
     case message(EnvelopeMessage)
     case receipt(EnvelopeReceipt)
@@ -24,16 +26,20 @@ public enum EnvelopeRecord: Sendable, Equatable {
 
     enum MessageField {
         static let id: UInt64 = 0
+        /// Odd: a reader that predates it skips it and deduplicates by id alone.
+        static let seq: UInt64 = 1
         static let created: UInt64 = 2
         static let expiry: UInt64 = 4
         static let type: UInt64 = 6
         static let body: UInt64 = 8
-        static let all: Set<UInt64> = [id, created, expiry, type, body]
+        static let all: Set<UInt64> = [id, seq, created, expiry, type, body]
     }
 
     enum ReceiptField {
         static let delivered: UInt64 = 0
-        static let all: Set<UInt64> = [delivered]
+        /// Odd, like the message's seq: a cumulative acknowledgement of the sender's sequence.
+        static let throughSeq: UInt64 = 1
+        static let all: Set<UInt64> = [delivered, throughSeq]
     }
 
     public func encode() -> [UInt8] {
@@ -44,6 +50,7 @@ public enum EnvelopeRecord: Sendable, Equatable {
         case let .message(message):
             writer.writeU8(Kind.message.rawValue)
             fields[MessageField.id] = message.id
+            if let seq = message.seq { fields[MessageField.seq] = truncated(seq) }
             fields[MessageField.created] = truncated(message.created)
             fields[MessageField.expiry] = truncated(message.expiry)
             var type = WireWriter(capacity: 2)
@@ -52,7 +59,10 @@ public enum EnvelopeRecord: Sendable, Equatable {
             fields[MessageField.body] = message.body
         case let .receipt(receipt):
             writer.writeU8(Kind.receipt.rawValue)
-            fields[ReceiptField.delivered] = receipt.delivered.flatMap { $0 }
+            if !receipt.delivered.isEmpty || receipt.throughSeq == nil {
+                fields[ReceiptField.delivered] = receipt.delivered.flatMap { $0 }
+            }
+            if let throughSeq = receipt.throughSeq { fields[ReceiptField.throughSeq] = truncated(throughSeq) }
         }
         fields.encode(into: &writer.bytes)
         return writer.bytes
@@ -69,16 +79,21 @@ public enum EnvelopeRecord: Sendable, Equatable {
         case .message:
             let fields = try stream(&reader, knownTypes: MessageField.all, context: "message")
             let id = try required(fields, MessageField.id, "message_id")
+            var seq: UInt64?
+            if let value = fields[MessageField.seq] { seq = try timestamp(value, "seq") }
             let created = try timestamp(try required(fields, MessageField.created, "created"), "created")
             let expiry = try timestamp(try required(fields, MessageField.expiry, "expiry"), "expiry")
             let type = try required(fields, MessageField.type, "type")
             guard type.count == 2 else { throw .badFieldLength(field: "type", expected: 2, actual: type.count) }
             let body = try required(fields, MessageField.body, "body")
             return .message(try EnvelopeMessage(id: id, created: created, expiry: expiry,
-                                                type: UInt16(type[0]) << 8 | UInt16(type[1]), body: body))
+                                                type: UInt16(type[0]) << 8 | UInt16(type[1]), body: body, seq: seq))
         case .receipt:
             let fields = try stream(&reader, knownTypes: ReceiptField.all, context: "receipt")
-            let delivered = try required(fields, ReceiptField.delivered, "delivered")
+            var throughSeq: UInt64?
+            if let value = fields[ReceiptField.throughSeq] { throughSeq = try timestamp(value, "through_seq") }
+            // The id list may be left out only when the cumulative mark says it all.
+            let delivered = throughSeq == nil ? try required(fields, ReceiptField.delivered, "delivered") : fields[ReceiptField.delivered] ?? []
             let idLength = EnvelopeMessage.idLength
             guard delivered.count % idLength == 0 else { throw .partialMessageID(length: delivered.count) }
             // Checked before the ids are split out, so a huge list costs nothing.
@@ -86,7 +101,7 @@ public enum EnvelopeRecord: Sendable, Equatable {
                 throw .tooManyMessageIDs(count: delivered.count / idLength, limit: EnvelopeReceipt.maximumIDs)
             }
             let ids = stride(from: 0, to: delivered.count, by: idLength).map { Array(delivered[$0..<($0 + idLength)]) }
-            return .receipt(try EnvelopeReceipt(delivered: ids))
+            return .receipt(try EnvelopeReceipt(delivered: ids, throughSeq: throughSeq))
         }
     }
 
@@ -113,6 +128,7 @@ public enum EnvelopeRecord: Sendable, Equatable {
         return value
     }
 
+    /// A tu64 field (times and sequence numbers).
     private static func timestamp(_ value: [UInt8], _ name: String) throws(EnvelopeRecordError) -> UInt64 {
         var reader = WireReader(value)
         do throws(WireError) {
@@ -140,12 +156,19 @@ public struct EnvelopeMessage: Sendable, Equatable {
     public let expiry: UInt64
     public let type: UInt16
     public let body: [UInt8]
+    /// The message's place in its sender's sequence to this recipient (from 1), the same
+    /// number it carries as an `lnp_message`: the receiver then stores a message that comes
+    /// by spool and by another link, or twice by spool, once. Nil for a message outside
+    /// any sequence, deduplicated by id alone.
+    public let seq: UInt64?
 
-    public init(id: [UInt8], created: UInt64, expiry: UInt64, type: UInt16, body: [UInt8]) throws(EnvelopeRecordError) {
+    public init(id: [UInt8], created: UInt64, expiry: UInt64, type: UInt16, body: [UInt8], seq: UInt64? = nil) throws(EnvelopeRecordError) {
         guard id.count == Self.idLength else {
             throw .badFieldLength(field: "message_id", expected: Self.idLength, actual: id.count)
         }
         guard expiry >= created else { throw .expiryBeforeCreation(created: created, expiry: expiry) }
+        if let seq, seq == 0 || seq > UInt64(Int64.max) { throw .sequenceOutOfRange(field: "seq", seq) }
+        self.seq = seq
         self.id = id
         self.created = created
         self.expiry = expiry
@@ -164,9 +187,14 @@ public struct EnvelopeReceipt: Sendable, Equatable {
     public static let maximumIDs = 1024
 
     public let delivered: [[UInt8]]
+    /// Every message of the receipt's recipient's sequence up to here was received (what
+    /// `lnp_ack` says on a live link); nil in a receipt that lists ids only.
+    public let throughSeq: UInt64?
 
-    public init(delivered: [[UInt8]]) throws(EnvelopeRecordError) {
-        guard !delivered.isEmpty else { throw .noMessageIDs }
+    public init(delivered: [[UInt8]], throughSeq: UInt64? = nil) throws(EnvelopeRecordError) {
+        if let throughSeq, throughSeq == 0 || throughSeq > UInt64(Int64.max) { throw .sequenceOutOfRange(field: "through_seq", throughSeq) }
+        guard !delivered.isEmpty || throughSeq != nil else { throw .noMessageIDs }
+        self.throughSeq = throughSeq
         guard delivered.count <= Self.maximumIDs else { throw .tooManyMessageIDs(count: delivered.count, limit: Self.maximumIDs) }
         for id in delivered where id.count != EnvelopeMessage.idLength {
             throw .badFieldLength(field: "delivered", expected: EnvelopeMessage.idLength, actual: id.count)
@@ -188,6 +216,8 @@ public enum EnvelopeRecordError: Error, Equatable, Sendable, CustomStringConvert
     /// The receipt's id list is not a whole number of 16-byte ids.
     case partialMessageID(length: Int)
     case tooManyMessageIDs(count: Int, limit: Int)
+    /// A sequence number (`seq`, `through_seq`) of 0 or above 2^63 - 1.
+    case sequenceOutOfRange(field: String, UInt64)
 
     public var specCode: String {
         switch self {
@@ -200,6 +230,7 @@ public enum EnvelopeRecordError: Error, Equatable, Sendable, CustomStringConvert
         case .noMessageIDs: "RECORD_NO_MESSAGE_IDS"
         case .partialMessageID: "RECORD_PARTIAL_MESSAGE_ID"
         case .tooManyMessageIDs: "RECORD_TOO_MANY_MESSAGE_IDS"
+        case .sequenceOutOfRange: "RECORD_SEQUENCE_OUT_OF_RANGE"
         }
     }
 
@@ -223,6 +254,8 @@ public enum EnvelopeRecordError: Error, Equatable, Sendable, CustomStringConvert
             "the receipt's delivered field is \(length) bytes, not a whole number of \(EnvelopeMessage.idLength)-byte message ids"
         case let .tooManyMessageIDs(count, limit):
             "the receipt lists \(count) message ids, more than the limit of \(limit)"
+        case let .sequenceOutOfRange(field, value):
+            "the envelope record's \(field) is \(value), outside 1...\(Int64.max)"
         }
     }
 }

@@ -107,6 +107,19 @@ enum Schema {
                 ) STRICT;
                 """)
         }
+        migrator.registerMigration("v2-spool-receipts") { db in
+            try db.execute(sql: """
+                -- Nodes whose messages came in by spool and the receipts we owe them for the
+                -- way back (see MessageStore+Spool). A receipt is owed when messages came
+                -- (even duplicates: the sender re-exported because our last receipt did not
+                -- reach it) or the contiguous mark passed the one last exported.
+                CREATE TABLE spool_receipt (
+                    node INTEGER PRIMARY KEY REFERENCES node (ref),
+                    owed INTEGER NOT NULL,
+                    exported_through INTEGER NOT NULL DEFAULT 0
+                ) STRICT;
+                """)
+        }
         return migrator
     }
 }

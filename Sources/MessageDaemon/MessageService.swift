@@ -20,15 +20,20 @@ public final class MessageService: Sendable {
     private let peerClient: BusClient
     private let mailbox: AsyncStream<MessageEngine.Input>.Continuation
     private let consumer: Task<Void, Never>
+    private let spool: SpoolLink?
 
-    public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, logger: Logger) throws(BusError) {
+    /// `spool`, when given, answers `spoolExport`/`spoolImport` (see `SpoolLink`).
+    public init(context: BusContext, layout: BusLayout, store: MessageStore, peerClient: BusClient, spool: SpoolLink? = nil,
+                logger: Logger) throws(BusError) {
         let (stream, continuation) = AsyncStream<MessageEngine.Input>.makeStream()
         let writer = SendWriter(store: store, logger: logger) { recipient, stored in
             continuation.yield(.enqueued(recipient, stored))
         }
-        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger)
+        let engine = MessageEngine(store: store, peers: peerClient, writer: writer, logger: logger,
+                                   spool: spool, spoolStored: { continuation.yield(.spoolStored($0)) })
         self.engine = engine
         self.peerClient = peerClient
+        self.spool = spool
         mailbox = continuation
         consumer = Task {
             for await input in stream { await engine.handle(input) }
@@ -54,6 +59,7 @@ public final class MessageService: Sendable {
     public func start() throws(BusError) {
         try server.start()
         let continuation = mailbox
+        spool?.startWatching(stored: { continuation.yield(.spoolStored($0)) })
         // peerd starts first and dials persistent peers at once, so a `connected` event may
         // be published before our subscription is in place (the PUB/SUB slow joiner): msgd
         // would then never deliver to that peer. Once events do reach us, peerd's list of
@@ -78,6 +84,7 @@ public final class MessageService: Sendable {
     }
 
     public func close() {
+        spool?.stopWatching()
         mailbox.finish()
         consumer.cancel()
         subscriber.close()
@@ -94,6 +101,8 @@ actor MessageEngine {
         case deliver(PublicKey)
         /// `SendWriter` committed these messages (one recipient, consecutive sequence numbers).
         case enqueued(PublicKey, [StoredOutgoing])
+        /// A spool import stored messages from this sender.
+        case spoolStored(PublicKey)
     }
 
     /// What msgd knows of a connected peer.
@@ -198,12 +207,17 @@ actor MessageEngine {
     private var acksOwed: [PublicKey: UInt64] = [:]
     private var waiters: [RecvWaiter] = []
     private var publish: @Sendable (BusMessage) -> Void = { _ in }
+    private let spool: SpoolLink?
+    private let spoolStored: @Sendable (PublicKey) -> Void
 
-    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger) {
+    init(store: MessageStore, peers: BusClient, writer: SendWriter, logger: Logger,
+         spool: SpoolLink? = nil, spoolStored: @escaping @Sendable (PublicKey) -> Void = { _ in }) {
         self.store = store
         self.peers = peers
         self.writer = writer
         self.logger = logger
+        self.spool = spool
+        self.spoolStored = spoolStored
     }
 
     func setPublisher(_ publish: @escaping @Sendable (BusMessage) -> Void) { self.publish = publish }
@@ -216,6 +230,9 @@ actor MessageEngine {
         case .tick: tick()
         case let .deliver(peer): await deliver(to: peer)
         case let .enqueued(peer, stored): enqueued(stored, to: peer)
+        case let .spoolStored(sender):
+            publish(BusMessage(method: MessageEventType.received.rawValue, payload: NodeIDRequest(nodeID: sender).encoded()))
+            answerWaiters(onlyExpired: false, storedFrom: sender)
         }
     }
 
@@ -241,6 +258,9 @@ actor MessageEngine {
                 }
                 responder.reply(StatusReply(id: message.id, recipient: message.recipient, state: message.state.description,
                                             link: message.link, createdAtMicros: UInt64(message.createdAt.timeIntervalSince1970 * 1_000_000)).encoded())
+            case .spoolExport, .spoolImport:
+                guard let spool else { return responder.fail(code: RPCErrorCode.refused.rawValue, message: "this node has no spool link") }
+                spool.handle(message, responder, stored: spoolStored)
             case nil:
                 responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "msgd has no method \(message.method)")
             }

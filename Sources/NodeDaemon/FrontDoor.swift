@@ -4,6 +4,7 @@ import LNPCrypto
 import LNPRPC
 import LNPWire
 import Logging
+import MessageDaemon
 
 /// lnpd's front door: the only endpoint clients reach (an ipc socket, mode 0600, in the data
 /// directory). It answers `info` itself and forwards everything else to the service that
@@ -46,6 +47,9 @@ public final class FrontDoorService: Sendable {
         case .ping: forward(message, to: peers, as: .ping, timeout: .seconds(35), responder)
         case .send: forward(message, to: messages, method: MessageMethod.send.rawValue, timeout: .seconds(55), responder)
         case .status: forward(message, to: messages, method: MessageMethod.status.rawValue, timeout: .seconds(10), responder)
+        // Sealing or opening thousands of envelopes, each with ECDH through keyd, and fsyncs.
+        case .spoolExport: forward(message, to: messages, method: MessageMethod.spoolExport.rawValue, timeout: SpoolLink.requestTimeout, responder)
+        case .spoolImport: forward(message, to: messages, method: MessageMethod.spoolImport.rawValue, timeout: SpoolLink.requestTimeout, responder)
         case .recv:
             let wait = (try? RecvRequest.decode(message.payload)).map { Duration.milliseconds(Int64($0.waitMilliseconds)) } ?? .zero
             forward(message, to: messages, method: MessageMethod.recv.rawValue, timeout: wait + .seconds(10), responder)

@@ -8,6 +8,7 @@ import LNPClient
 import LNPCrypto
 import LNPRPC
 import LNPStore
+import LNPTransport
 import Logging
 import MessageDaemon
 import PeerDaemon
@@ -65,6 +66,9 @@ public final class Node: Sendable {
             layout = FrontDoor.layout(dataDirectory: directory)
         }
         let wanted = service.map { [$0] } ?? Service.allCases
+        // `spool://` peers are directories msgd keeps; peerd dials the others.
+        let spoolPeers = configuration.connect.filter(\.location.isSpool)
+        let dialled = configuration.connect.filter { !$0.location.isSpool }
 
         if wanted.contains(.keyd) {
             let key = try NodeKeyFile.loadOrCreate(directory: directory, passphrase: configuration.keyPassphrase)
@@ -80,18 +84,24 @@ public final class Node: Sendable {
             let keyAgreement = try await RemoteKeyAgreement(client: keyClient)
             let store = try store()
             let peers = try PeerService(context: context, layout: layout,
-                                        configuration: .init(listen: configuration.listen, connect: configuration.connect,
+                                        configuration: .init(listen: configuration.listen, connect: dialled,
                                                              tor: configuration.tor, dataDirectory: directory),
                                         keyAgreement: keyAgreement, store: store, logger: logger)
             try await peers.start()
             push { await peers.close() }
         }
         if wanted.contains(.msgd) {
-            try await waitUntilReady([.peerd], layout: layout)
+            try await waitUntilReady([.keyd, .peerd], layout: layout)
             let store = try store()
             let peerClient = try BusClient(context: context, layout: layout, service: .peerd)
             push { peerClient.close() }
-            let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient, logger: logger)
+            // The spool seals and opens envelopes with the node key, which stays in keyd.
+            let keyClient = try BusClient(context: context, layout: layout, service: .keyd)
+            push { keyClient.close() }
+            let spool = try SpoolLink(store: store, keyAgreement: try await RemoteKeyAgreement(client: keyClient),
+                                      dataDirectory: directory, watching: spoolPeers, logger: logger)
+            let messages = try MessageService(context: context, layout: layout, store: store, peerClient: peerClient,
+                                              spool: spool, logger: logger)
             try messages.start()
             push { messages.close() }
         }

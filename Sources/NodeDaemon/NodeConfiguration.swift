@@ -250,3 +250,7 @@ public struct NodeConfiguration: Sendable {
         return values
     }
 }
+
+extension Location {
+    var isSpool: Bool { if case .spool = self { true } else { false } }
+}

@@ -13,7 +13,7 @@ struct LNPCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lnp-cli",
         abstract: "Control a running LNP node and send and receive messages.",
-        subcommands: [Info.self, Connect.self, Disconnect.self, Peers.self, Ping.self, Send.self, Recv.self, Status.self]
+        subcommands: [Info.self, Connect.self, Disconnect.self, Peers.self, Ping.self, Send.self, Recv.self, Status.self, Spool.self]
     )
 
     /// `--data-dir` belongs to every subcommand; accept it before the subcommand name too
@@ -21,7 +21,7 @@ struct LNPCLI: AsyncParsableCommand {
     static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let names = Set(configuration.subcommands.map { $0._commandName })
-        if let subcommand = arguments.firstIndex(where: { names.contains($0) }) {
+        if var subcommand = arguments.firstIndex(where: { names.contains($0) }) {
             var global: [String] = [], before: [String] = []
             var index = 0
             while index < subcommand {
@@ -33,7 +33,14 @@ struct LNPCLI: AsyncParsableCommand {
                     index += 1
                 }
             }
-            arguments = before + [arguments[subcommand]] + global + arguments[(subcommand + 1)...]
+            // A command group (`spool export`): the option belongs after the leaf's name.
+            var leaf = subcommand
+            if let group = configuration.subcommands.first(where: { $0._commandName == arguments[subcommand] }),
+               leaf + 1 < arguments.count, group.configuration.subcommands.contains(where: { $0._commandName == arguments[leaf + 1] }) {
+                leaf += 1
+            }
+            arguments = before + Array(arguments[subcommand...leaf]) + global + arguments[(leaf + 1)...]
+            subcommand = leaf
         }
         do {
             var command = try parseAsRoot(arguments)
@@ -368,4 +375,97 @@ struct Status: AsyncParsableCommand {
             }
         }
     }
+}
+
+struct Spool: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Carry messages without a network: write bundle files for peers, or take bundles in.",
+        discussion: "Bundles are sealed to each recipient's node key (Transports/Spool/SPOOL-FORMAT.md).",
+        subcommands: [SpoolExport.self, SpoolImport.self])
+}
+
+struct SpoolExport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write every message still owed to a peer (or to every peer), and receipts owed, as bundle files into DIR.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "The directory to write into (a USB stick, an uplink folder).") var dir: String
+    @Option(help: "Only for this node.") var peer: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let recipient: PublicKey?
+        do { recipient = try peer.map(parseNodeID) } catch let error as CLIError { fail(error.message) }
+        let directory = absolute(dir)
+        exitIfNodeStops(options, while: "exporting")
+        try await withClient(options) { client in
+            let reply = try await client.spoolExport(directory: directory, peer: recipient)
+            if json {
+                var object = JSONObject()
+                object["bundles"] = .number(Double(reply.files.count))
+                object["messages"] = .number(Double(reply.messages))
+                object["receipts"] = .number(Double(reply.receipts))
+                object["peers"] = .number(Double(reply.peers))
+                object["files"] = .array(reply.files.map { .string($0) })
+                print(JSONValue.object(object).serialized)
+            } else {
+                print("wrote \(reply.files.count) bundles to \(directory): \(reply.messages) messages, \(reply.receipts) receipts, for \(reply.peers) peers")
+            }
+        }
+    }
+}
+
+struct SpoolImport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Take in the bundle files in DIR that are sealed to this node; importing the same bundles again changes nothing.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "The directory to read.") var dir: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let directory = absolute(dir)
+        exitIfNodeStops(options, while: "importing; import again once it runs (nothing is taken in twice)")
+        try await withClient(options) { client in
+            let reply = try await client.spoolImport(directory: directory)
+            if json {
+                var object = JSONObject()
+                object["bundles_imported"] = .number(Double(reply.bundlesImported))
+                object["bundles_already_imported"] = .number(Double(reply.bundlesAlreadyImported))
+                object["bundles_for_another_node"] = .number(Double(reply.bundlesForAnotherNode))
+                object["files_rejected"] = .number(Double(reply.filesRejected))
+                object["messages_stored"] = .number(Double(reply.messagesStored))
+                object["duplicates"] = .number(Double(reply.duplicates))
+                object["receipts"] = .number(Double(reply.receipts))
+                object["envelopes_rejected"] = .number(Double(reply.envelopesRejected))
+                object["more_waiting"] = .bool(reply.moreWaiting)
+                object["problems"] = .array(reply.problems.map { .string($0) })
+                print(JSONValue.object(object).serialized)
+            } else {
+                print("imported \(reply.bundlesImported) bundles from \(directory): \(reply.messagesStored) messages stored, "
+                      + "\(reply.duplicates) duplicates dropped, \(reply.receipts) receipts; \(reply.bundlesAlreadyImported) already imported, "
+                      + "\(reply.bundlesForAnotherNode) for another node, \(reply.filesRejected) files and \(reply.envelopesRejected) envelopes rejected"
+                      + (reply.moreWaiting ? "; more bundles wait, import again" : ""))
+                for problem in reply.problems { print("  " + problem) }
+            }
+        }
+    }
+}
+
+/// A spool command may take minutes, and a request to a node that died is only noticed when
+/// its long timeout ends: watch lnpd's instance lock instead and say at once that it stopped.
+func exitIfNodeStops(_ options: GlobalOptions, while doing: String) {
+    let directory = options.dataDirectory
+    guard FrontDoor.isPresent(dataDirectory: directory) else { return }  // withClient says it
+    Task.detached {
+        while true {
+            try? await Task.sleep(for: .milliseconds(500))
+            if !FrontDoor.isPresent(dataDirectory: directory) { fail("lnpd stopped while \(doing)") }
+        }
+    }
+}
+
+/// The node resolves paths itself, and may run with another working directory.
+func absolute(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }

@@ -34,6 +34,43 @@ import Testing
         }
     }
 
+    /// The optional odd fields: a message's sequence number and a receipt's cumulative mark.
+    @Test func sequenceFieldsRoundTripAndAreOptional() throws {
+        let id = SecureRandom.bytes(16)
+        for seq: UInt64 in [1, 255, 256, 1 << 40, UInt64(Int64.max)] {
+            let message = EnvelopeRecord.message(try EnvelopeMessage(id: id, created: 5, expiry: 9, type: 3, body: [1, 2], seq: seq))
+            #expect(try EnvelopeRecord.decode(message.encode()) == message)
+            let receipt = EnvelopeRecord.receipt(try EnvelopeReceipt(delivered: [], throughSeq: seq))
+            #expect(try EnvelopeRecord.decode(receipt.encode()) == receipt)
+            let both = EnvelopeRecord.receipt(try EnvelopeReceipt(delivered: [id], throughSeq: seq))
+            #expect(try EnvelopeRecord.decode(both.encode()) == both)
+        }
+        // Without the fields the bytes are exactly those of a record that predates them.
+        let plain = try EnvelopeMessage(id: id, created: 5, expiry: 9, type: 3, body: [1, 2])
+        #expect(plain.seq == nil)
+        let sequenced = try EnvelopeMessage(id: id, created: 5, expiry: 9, type: 3, body: [1, 2], seq: 7)
+        // seq is TLV type 1, a one-byte tu64: 3 bytes more, right after the 18-byte id field.
+        #expect(EnvelopeRecord.message(sequenced).encode() == Array(EnvelopeRecord.message(plain).encode()[0..<20]) + [1, 1, 7]
+                + Array(EnvelopeRecord.message(plain).encode()[20...]))
+        // A receipt with only a mark leaves the id list out.
+        #expect(EnvelopeRecord.receipt(try EnvelopeReceipt(delivered: [], throughSeq: 300)).encode() == [1, 2, 1, 2, 1, 0x2c])
+        // Zero and values past Int64 are refused, built or decoded.
+        #expect(throws: EnvelopeRecordError.sequenceOutOfRange(field: "seq", 0)) {
+            try EnvelopeMessage(id: id, created: 5, expiry: 9, type: 3, body: [], seq: 0)
+        }
+        #expect(throws: EnvelopeRecordError.sequenceOutOfRange(field: "through_seq", UInt64(Int64.max) + 1)) {
+            try EnvelopeReceipt(delivered: [], throughSeq: UInt64(Int64.max) + 1)
+        }
+        #expect(throws: EnvelopeRecordError.sequenceOutOfRange(field: "through_seq", 0)) {
+            try EnvelopeRecord.decode([1, 2, 1, 0])
+        }
+        // A receipt with neither ids nor a mark still lacks its field; one with an empty id list
+        // and no mark still acknowledges nothing.
+        #expect(throws: EnvelopeRecordError.missingField("delivered")) { try EnvelopeRecord.decode([1, 2]) }
+        #expect(throws: EnvelopeRecordError.noMessageIDs) { try EnvelopeRecord.decode([1, 2, 0, 0]) }
+        #expect(EnvelopeRecordError.sequenceOutOfRange(field: "seq", 0).specCode == "RECORD_SEQUENCE_OUT_OF_RANGE")
+    }
+
     @Test func messagesAreCheckedWhenBuilt() throws {
         #expect(throws: EnvelopeRecordError.badFieldLength(field: "message_id", expected: 16, actual: 17)) {
             try EnvelopeMessage(id: [UInt8](repeating: 1, count: 17), created: 0, expiry: 0, type: 1, body: [])

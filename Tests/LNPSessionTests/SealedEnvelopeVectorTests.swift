@@ -167,10 +167,11 @@ extension Dictionary where Key == String, Value == Any {
             guard let created = self["created"] as? Int, let expiry = self["expiry"] as? Int,
                   let type = self["type"] as? Int else { throw Fixture.FixtureError.malformed("message") }
             return .message(try EnvelopeMessage(id: bytes("message_id"), created: UInt64(created), expiry: UInt64(expiry),
-                                                type: UInt16(type), body: byteSpec("body")))
+                                                type: UInt16(type), body: byteSpec("body"), seq: (self["seq"] as? Int).map(UInt64.init)))
         case "receipt":
             guard let ids = self["delivered"] as? [String] else { throw Fixture.FixtureError.malformed("receipt") }
-            return .receipt(try EnvelopeReceipt(delivered: ids.compactMap { Hex.decode($0) }))
+            return .receipt(try EnvelopeReceipt(delivered: ids.compactMap { Hex.decode($0) },
+                                                throughSeq: (self["through_seq"] as? Int).map(UInt64.init)))
         default:
             throw Fixture.FixtureError.malformed("kind")
         }
@@ -233,6 +234,7 @@ enum SealedEnvelopeVectorGenerator {
             envelopes.append(object)
         }
         guard let (good, schedule) = hundred else { throw SealedEnvelopeVectorError(field: "100-byte payload") }
+        let sequenceAccepts = try Self.sequenceAccepts(messageID, messageObject)
 
         return [
             "format": "LNP sealed envelope version 1, see Sources/LNPSession/SEALED-ENVELOPE.md",
@@ -254,7 +256,7 @@ enum SealedEnvelopeVectorGenerator {
                 "name": "message with an unknown odd field 9 after the body",
                 "record": Hex.encode(message.encode() + [9, 2, 0xab, 0xcd]),
                 "decoded": messageObject,
-            ]],
+            ]] + sequenceAccepts,
         ]
     }
 
@@ -322,6 +324,23 @@ enum SealedEnvelopeVectorGenerator {
         ]
     }
 
+    /// The optional sequence fields (`seq` in a message, `through_seq` in a receipt).
+    static func sequenceAccepts(_ messageID: [UInt8], _ messageObject: [String: Any]) throws -> [[String: Any]] {
+        let sequenced = EnvelopeRecord.message(try EnvelopeMessage(
+            id: messageID, created: 1_764_000_000, expiry: 1_764_086_400, type: 0x8001, body: Array("hello over the spool".utf8), seq: 300))
+        var sequencedObject = messageObject
+        sequencedObject["seq"] = 300
+        let markOnly = EnvelopeRecord.receipt(try EnvelopeReceipt(delivered: [], throughSeq: 10_000))
+        let both = EnvelopeRecord.receipt(try EnvelopeReceipt(delivered: [messageID], throughSeq: 1))
+        return [
+            ["name": "message with seq 300", "record": Hex.encode(sequenced.encode()), "decoded": sequencedObject],
+            ["name": "receipt with through_seq 10000 and no ids", "record": Hex.encode(markOnly.encode()),
+             "decoded": ["kind": "receipt", "delivered": [String](), "through_seq": 10_000] as [String: Any]],
+            ["name": "receipt with one id and through_seq 1", "record": Hex.encode(both.encode()),
+             "decoded": ["kind": "receipt", "delivered": [Hex.encode(messageID)], "through_seq": 1] as [String: Any]],
+        ]
+    }
+
     static func recordFailures(_ message: [UInt8]) -> [[String: Any]] {
         func failure(_ name: String, _ bytes: [UInt8], _ code: String) -> [String: Any] {
             ["name": name, "record": Hex.encode(bytes), "expected_error": code]
@@ -355,6 +374,12 @@ enum SealedEnvelopeVectorGenerator {
             failure("receipt with no ids", [1, 2, 0, 0], "RECORD_NO_MESSAGE_IDS"),
             failure("receipt without its field", [1, 2], "RECORD_MISSING_FIELD"),
             failure("receipt of 17 bytes of ids", [1, 2, 0, 17] + [UInt8](repeating: 1, count: 17), "RECORD_PARTIAL_MESSAGE_ID"),
+            failure("message with seq 0", messageRecord([0, 16] + id, [1, 0], created, [4, 4, 0x69, 0x25, 0xd2, 0x80], type, body),
+                    "RECORD_SEQUENCE_OUT_OF_RANGE"),
+            failure("message with seq 2^63", messageRecord([0, 16] + id, [1, 8, 0x80, 0, 0, 0, 0, 0, 0, 0], created,
+                                                           [4, 4, 0x69, 0x25, 0xd2, 0x80], type, body), "RECORD_SEQUENCE_OUT_OF_RANGE"),
+            failure("receipt with through_seq 0", [1, 2, 1, 0], "RECORD_SEQUENCE_OUT_OF_RANGE"),
+            failure("receipt with an empty id list and no through_seq", [1, 2, 0, 0, 3, 0], "RECORD_NO_MESSAGE_IDS"),
             ["name": "receipt of 1025 ids", "expected_error": "RECORD_TOO_MANY_MESSAGE_IDS",
              "record": ["prefix": "010200fd4010", "repeat_byte": "01", "repeat_count": 1025 * 16]],
         ]

@@ -150,10 +150,10 @@ import Testing
         let importer = try Sample.importer(bob, ledgerIn: state)
         // msgd's store, as the importer sees it: which (sender, id) it holds.
         let inbox = Inbox()
-        let held = { (sender: PublicKey, id: [UInt8]) in
+        let held = { (sender: PublicKey, held: EnvelopeMessage) in
             inbox.records.contains { item in
                 guard item.sender == sender, case let .message(message) = item.record else { return false }
-                return message.id == id
+                return message.id == held.id
             }
         }
         _ = try importer.importDirectory(spool, now: Sample.now, alreadyReceived: held, deliver: inbox.deliver)

@@ -83,6 +83,9 @@ import Testing
         #expect(failure(flags).contains("only .onion peers can be reached"))
         flags.connect = [onionPeer]
         #expect(try resolve(flags).connect.count == 1)
+        // A spool directory is no network connection: tor-only allows it.
+        flags.connect = [onionPeer, "spool://\(onionPeer.prefix(66))@/media/stick/lnp"]
+        #expect(try resolve(flags).connect.count == 2)
         flags.listen = ["0.0.0.0:9735"]
         #expect(failure(flags).contains("listens on loopback only"))
         var noTorAtAll = NodeConfiguration.Flags()

@@ -125,14 +125,15 @@ public struct SpoolImporter: Sendable {
     /// gets each bundle's records; when it throws, the pass stops and that bundle stays
     /// unrecorded. `onlyFrom` rejects envelopes sealed by anyone else (a shared directory is
     /// the link with one peer); `skipping` names files a watcher has already judged.
-    /// `alreadyReceived` asks the caller's store whether it holds a message (sender, id):
-    /// such a message is a replay from an earlier pass and is rejected with that reason.
+    /// `alreadyReceived` asks the caller's store whether it holds a message from this sender
+    /// (msgd checks the message's sequence number, or its id when it has none): such a
+    /// message is a replay from an earlier pass and is rejected with that reason.
     /// `removeImported` deletes bundle files once recorded (a shared directory
     /// is a mailbox; a carried stick is usually left as it is).
     public func importDirectory(
         _ directory: String, now: UInt64, removeImported: Bool = false,
         onlyFrom sender: PublicKey? = nil, skipping judged: Set<String> = [],
-        alreadyReceived: (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
+        alreadyReceived: (_ sender: PublicKey, _ message: EnvelopeMessage) -> Bool = { _, _ in false },
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(SpoolImportError) -> SpoolImportReport {
         let listing: (names: [String], more: Bool)
@@ -171,7 +172,7 @@ public struct SpoolImporter: Sendable {
 
     private func importBundle(
         directory: String, name: String, now: UInt64, onlyFrom expectedSender: PublicKey?, seen: inout Set<MessageKey>,
-        alreadyReceived: (PublicKey, [UInt8]) -> Bool,
+        alreadyReceived: (PublicKey, EnvelopeMessage) -> Bool,
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(SpoolImportError) -> SpoolBundleOutcome {
         let path = directory + "/" + name
@@ -220,7 +221,7 @@ public struct SpoolImporter: Sendable {
                                                                problem: .expired(messageID: message.id, expiry: message.expiry, now: now)))
                         continue
                     }
-                    guard !alreadyReceived(item.sender, message.id) else {
+                    guard !alreadyReceived(item.sender, message) else {
                         rejected.append(SpoolEnvelopeRejection(fileName: name, index: index, problem: .alreadyReceived(messageID: message.id)))
                         continue
                     }

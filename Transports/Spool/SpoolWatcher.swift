@@ -78,7 +78,7 @@ public final class SpoolWatcher: Sendable {
     public func poll(
         now: UInt64, nowMillis: UInt64,
         outgoing: () throws -> [EnvelopeRecord],
-        alreadyReceived: (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
+        alreadyReceived: (_ sender: PublicKey, _ message: EnvelopeMessage) -> Bool = { _, _ in false },
         deliver: (SpoolImportedBundle) throws -> Void
     ) throws(Failure) -> SpoolWatchRound {
         // What a writer that died left behind; old enough that no writer is still at it.
@@ -135,7 +135,7 @@ public final class SpoolWatcher: Sendable {
         interval: Duration = SpoolWatcher.defaultPollInterval,
         clock: @escaping @Sendable () -> (seconds: UInt64, millis: UInt64),
         outgoing: @escaping @Sendable () throws -> [EnvelopeRecord],
-        alreadyReceived: @escaping @Sendable (_ sender: PublicKey, _ messageID: [UInt8]) -> Bool = { _, _ in false },
+        alreadyReceived: @escaping @Sendable (_ sender: PublicKey, _ message: EnvelopeMessage) -> Bool = { _, _ in false },
         deliver: @escaping @Sendable (SpoolImportedBundle) throws -> Void
     ) async {
         while !Task.isCancelled {
@@ -151,7 +151,7 @@ public final class SpoolWatcher: Sendable {
 
     private func round(
         clock: () -> (seconds: UInt64, millis: UInt64), outgoing: () throws -> [EnvelopeRecord],
-        alreadyReceived: (PublicKey, [UInt8]) -> Bool, deliver: (SpoolImportedBundle) throws -> Void
+        alreadyReceived: (PublicKey, EnvelopeMessage) -> Bool, deliver: (SpoolImportedBundle) throws -> Void
     ) {
         let now = clock()
         do {

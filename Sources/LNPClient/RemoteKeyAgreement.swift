@@ -3,7 +3,8 @@ import LNPBus
 import LNPCrypto
 import LNPRPC
 
-/// The node key as peerd sees it: ECDH happens in keyd, over the bus.
+/// The node key as the services see it (peerd for handshakes, msgd for sealed envelopes):
+/// ECDH happens in keyd, over the bus.
 ///
 /// The handshake state machine is synchronous, so this blocks the calling thread (a NIO
 /// event loop, for one inproc or ipc round trip: tens of microseconds) until keyd answers
