@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "KeyDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire",
                                                    .product(name: "Logging", package: "swift-log")]),
         .target(name: "PeerDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore", "LNPTransport", "LNPTransportTCP",
-                                                    "LNPTransportTor", "LNPTransportSerial",
+                                                    "LNPTransportTor", "LNPTransportSerial", "LNPTransportUDP",
                                                     .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                                                     .product(name: "Logging", package: "swift-log")]),
         .target(name: "MessageDaemon", dependencies: ["LNPBus", "LNPRPC", "LNPCrypto", "LNPWire", "LNPStore", "LNPSession", "LNPTransport", "LNPTransportSpool",

@@ -6,6 +6,7 @@ import LNPStore
 import LNPTransport
 import LNPTransportSerial
 import LNPTransportTCP
+import LNPTransportUDP
 import LNPWire
 import Logging
 import NIOCore
@@ -83,7 +84,15 @@ public final class PeerService: Sendable {
             }
             Self.forward(event, inbound: inbound, logger: logger)
         }
-        let links = PeerLinks(tcp: transport, frameTransports: [serial], torOnly: configuration.tor.torOnly)
+        let udp = UDPTransport(configuration: UDPTransportConfiguration(
+            localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "udp" }),
+            group: group) { event in
+            if let links = linksBox.withValue({ $0 }), let udp = links.frameTransports.first(where: { $0 is UDPTransport }) {
+                links.observe(event, from: udp)
+            }
+            Self.forward(event, inbound: inbound, logger: logger)
+        }
+        let links = PeerLinks(tcp: transport, frameTransports: [udp, serial], torOnly: configuration.tor.torOnly)
         linksBox.withValue { $0 = links }
         self.links = links
         let listen = boundAddresses
@@ -102,6 +111,10 @@ public final class PeerService: Sendable {
             do {
                 switch transport {
                 case let serial as SerialTransport: try await serial.start()
+                case let udp as UDPTransport:
+                    // --tor-only opens no UDP socket at all (connect refuses udp:// there).
+                    guard !configuration.tor.torOnly else { break }
+                    addresses += try await udp.start().map { "udp://" + Self.describe($0) }
                 default: break
                 }
             } catch {

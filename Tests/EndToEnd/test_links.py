@@ -83,3 +83,41 @@ def test_two_nodes_over_a_serial_line_exchange_messages_exactly_once(nodes, pty_
     got_b = b.recv("--count", str(300 + len(back)), "--timeout", "180")
     assert len({m["id"] for m in got_b}) == len(got_b) == 300 + len(back), "a message was lost or delivered twice"
     assert [m["text"] for m in got_b] == to_b + back
+
+
+def test_two_nodes_over_udp_exchange_messages_exactly_once(nodes):
+    from conftest import free_port
+    udp_port = free_port()
+    a = nodes("a", extra_args=["--listen", f"udp://127.0.0.1:{udp_port}"]).start()
+    b = nodes("b").start()
+    assert f"udp://127.0.0.1:{udp_port}" in a.info()["listen"]
+    b.cli("connect", f"udp://{a.node_id}@127.0.0.1:{udp_port}")
+    wait_for(lambda: a.connected_to(b) and b.connected_to(a), 30, "the UDP session on both sides")
+    to_a = [f"b to a over udp {i:05d}" for i in range(10_000)]
+    ids = b.cli("send", a.node_id, "--stdin-lines", input="".join(t + "\n" for t in to_a)).stdout.split()
+    back = [f"a to b over udp {i:04d}" for i in range(1_000)]
+    a.cli("send", b.node_id, "--stdin-lines", input="".join(t + "\n" for t in back))
+    got_a = a.recv("--count", "10000", "--timeout", "180")
+    got_b = b.recv("--count", "1000", "--timeout", "180")
+    assert [m["id"] for m in got_a] == ids and [m["text"] for m in got_a] == to_a
+    assert [m["text"] for m in got_b] == back
+    wait_for(lambda: json.loads(b.cli("status", ids[-1], "--json").stdout)["state"] == "delivered", 30, "the receipt for the last message")
+    assert json.loads(b.cli("status", ids[-1], "--json").stdout)["link"] == "udp"
+    # The receiver restarts (kill -9): b's session goes silent, b re-handshakes and
+    # delivers what it queued meanwhile, exactly once.
+    a.kill9()
+    more = [f"while a restarts {i:04d}" for i in range(500)]
+    b.cli("send", a.node_id, "--stdin-lines", input="".join(t + "\n" for t in more))
+    a.start()
+    got_a = a.recv("--count", str(10_000 + len(more)), "--timeout", "240")
+    assert len({m["id"] for m in got_a}) == len(got_a) == 10_000 + len(more)
+    assert [m["text"] for m in got_a] == to_a + more
+
+
+def test_tor_only_refuses_udp(nodes):
+    import subprocess
+    from conftest import LNPD
+    a = nodes("a")
+    result = subprocess.run([LNPD, "--data-dir", a.data_dir, "--tor-only", "--tor-socks", "127.0.0.1:9", "--listen", "udp://127.0.0.1:9999"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "--tor-only" in result.stderr, result.stderr
