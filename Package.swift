@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "LNPWire", targets: ["LNPWire"]),
         .library(name: "LNPSession", targets: ["LNPSession"]),
         .executable(name: "lnp-bench", targets: ["lnp-bench"]),
+        .executable(name: "lnp-serial-bench", targets: ["lnp-serial-bench"]),
         .executable(name: "lnpd", targets: ["lnpd"]),
         .executable(name: "lnp-cli", targets: ["lnp-cli"]),
     ],
@@ -93,6 +94,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
                 path: "Transports/UDP"),
+        // Scripts/bench links: the serial line's figures, real SerialTransports over socat ptys.
+        .executableTarget(name: "lnp-serial-bench", dependencies: ["LNPTransportSerial", "LNPTransport", "LNPSession", "LNPCrypto", "LNPWire"]),
         .executableTarget(name: "lnp-bench", dependencies: ["LNPCrypto", "LNPWire", "LNPSession", "LNPClient", "LNPRPC"]),
         .testTarget(name: "LNPTransportTests", dependencies: ["LNPTransport", "LNPCrypto", "LNPWire", "LNPSession"]),
         .testTarget(name: "LNPTransportTCPTests", dependencies: ["LNPTransportTCP", "LNPTransport", "LNPCrypto", "LNPWire", "LNPSession",

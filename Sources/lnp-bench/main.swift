@@ -189,7 +189,24 @@ case "node":
         FileHandle.standardError.write(Data("lnp-bench node: \(error)\n".utf8))
         exit(1)
     }
+case "udp":
+    // Two lnpd joined over UDP (Scripts/bench links): 100-byte messages through the node's
+    // API, counted once stored on B, like node.msgs.100.
+    func option(_ name: String) -> String? {
+        guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+        return arguments[index + 1]
+    }
+    guard let from = option("--from"), let to = option("--to") else {
+        FileHandle.standardError.write(Data("usage: lnp-bench udp --from DATA_DIR --to DATA_DIR [--quick]\n".utf8))
+        exit(2)
+    }
+    do {
+        print(try await nodeFigure(from: from, to: to, count: quick ? 20_000 : 100_000, size: 100, name: "udp.msgs.100", unit: "msgs/s").json)
+    } catch {
+        FileHandle.standardError.write(Data("lnp-bench udp: \(error)\n".utf8))
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write(Data("usage: lnp-bench session [--quick] [--ceiling FILE] | node --from DIR --to DIR [--quick]\n".utf8))
+    FileHandle.standardError.write(Data("usage: lnp-bench session [--quick] [--ceiling FILE] | node|udp --from DIR --to DIR [--quick]\n".utf8))
     exit(2)
 }

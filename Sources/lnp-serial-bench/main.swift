@@ -1,5 +1,6 @@
-// Prints the serial transport's line figures. Not a test: figures are measured, not asserted.
-// Build it as a scratch executable target (see Scripts/serial-figures/README.md).
+// lnp-serial-bench: the serial line figures for `Scripts/bench links`, one JSON line each on standard
+// output (details on standard error): bytes on the line per 100-byte message, and payload
+// utilisation of a 115,200 baud line in a bulk transfer between two real SerialTransports.
 import Foundation
 import Glibc
 import LNPCrypto
@@ -43,19 +44,24 @@ func lineBytes(messages: [[UInt8]], policy: DatagramPolicy) throws -> Int {
     return line.count
 }
 
+/// Details go to standard error; standard output is one JSON line per figure.
+func note(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
 let policy = DatagramPolicy.serial()
 let message100 = [UInt8](repeating: 0x42, count: 100)
 let one = try lineBytes(messages: [message100], policy: policy)
-print("serial preset: datagram \(policy.maximumDatagramSize) bytes, whole-message capacity \(policy.wholeMessageCapacity), fragment capacity \(policy.fragmentCapacity)")
-print("100-byte message: \(one) bytes on the line, \(one - 100) beyond the 100 (target <= 48); +1 for the leading delimiter after a quiet spell")
+let quick = CommandLine.arguments.contains("--quick")
+note("serial preset: datagram \(policy.maximumDatagramSize) bytes, whole-message capacity \(policy.wholeMessageCapacity), fragment capacity \(policy.fragmentCapacity)")
+// One more byte (a leading delimiter) for the first frame after a quiet spell.
+print(#"{"name": "serial.overhead.100", "value": \#(one - 100), "unit": "bytes", "target": 48, "met": \#(one - 100 <= 48)}"#)
 
 for size in [policy.wholeMessageCapacity, 65_535, 1000] {
     let count = max(1, (1 << 20) / size)
     let messages = (0..<count).map { _ in [UInt8](repeating: 0x42, count: size) }
     let bytes = try lineBytes(messages: messages, policy: policy)
     let payload = size * count
-    print(String(format: "bulk, %d messages of %d bytes: payload/line = %d/%d = %.4f (target >= 0.9)", count, size, payload, bytes,
-                 Double(payload) / Double(bytes)))
+    note(String(format: "bulk, %d messages of %d bytes: payload/line = %d/%d = %.4f", count, size, payload, bytes,
+                Double(payload) / Double(bytes)))
 }
 
 // Real time through two socat pty pairs joined by a relay paced at 115,200 baud, 8N1 (10 bits a byte):
@@ -130,12 +136,13 @@ let bob = SerialTransport(configuration: SerialTransportConfiguration(localKey: 
 try await alice.start()
 _ = try await bob.connect(to: try PeerAddress(parsing: "serial://\(aliceKey.publicKey.hex)@\(left.directory)/A?baud=115200"), persistent: false)
 let rtt = try await bob.ping(aliceKey.publicKey, pongBytes: 0)
-print("ping through the 115,200 baud relay: \(rtt)")
+note("ping through the 115,200 baud relay: \(rtt)")
 
 let messageSize = policy.wholeMessageCapacity
-let total = 200 * messageSize
+let messageCount = quick ? 60 : 200
+let total = messageCount * messageSize
 let started = ContinuousClock.now
-for _ in 0..<200 {
+for _ in 0..<messageCount {
     while try bob.send([[0x80, 0x01] + [UInt8](repeating: 0x42, count: messageSize - 2)], to: aliceKey.publicKey) == .queueFull {
         try await Task.sleep(for: .milliseconds(5))
     }
@@ -146,9 +153,10 @@ while arrivals.snapshot.payload < total {
 let elapsed = arrivals.snapshot.last - started
 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 let lineStats = alice.lineStatistics(path: "\(right.directory)/B")
-print(String(format: "real time, %d messages of %d bytes through the paced relay: %.2f s, %.0f payload bytes/s = %.4f of 11,520 bytes/s (115,200 baud 8N1)",
-             200, messageSize, seconds, Double(total) / seconds, Double(total) / seconds / 11_520))
-print("line bytes read by the receiver: \(lineStats?.bytesRead ?? -1), frames dropped: \(lineStats?.framesDropped ?? -1)")
+let utilisation = Double(total) / seconds / 11_520
+note(String(format: "real time, %d messages of %d bytes through the paced relay: %.2f s, %.0f payload bytes/s", messageCount, messageSize, seconds, Double(total) / seconds))
+note("line bytes read by the receiver: \(lineStats?.bytesRead ?? -1), frames dropped: \(lineStats?.framesDropped ?? -1)")
+print(#"{"name": "serial.utilisation", "value": \#((utilisation * 1000).rounded() / 1000), "unit": "fraction of 115200 baud", "target": 0.9, "met": \#(utilisation >= 0.9)}"#)
 await bob.shutdown()
 await alice.shutdown()
 close(relayLeft); close(relayRight)
