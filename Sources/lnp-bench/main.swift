@@ -171,39 +171,29 @@ case "session":
         let target = targets[figure.name] ?? 0
         print(#"{"name": "\#(figure.name).vs_c", "value": \#((ratio * 1000).rounded() / 1000), "unit": "ratio", "target": \#(target), "met": \#(ratio >= target)}"#)
     }
-case "node":
+case "node", "udp":
+    // Two lnpd joined over TCP (node) or UDP (udp, for Scripts/bench links): messages
+    // through node A's API, counted once stored on B.
     func option(_ name: String) -> String? {
         guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
         return arguments[index + 1]
     }
+    let mode = arguments[0]
     guard let from = option("--from"), let to = option("--to") else {
-        FileHandle.standardError.write(Data("usage: lnp-bench node --from DATA_DIR --to DATA_DIR [--quick]\n".utf8))
+        FileHandle.standardError.write(Data("usage: lnp-bench \(mode) --from DATA_DIR --to DATA_DIR [--quick]\n".utf8))
         exit(2)
     }
     do {
-        let small = try await nodeFigure(from: from, to: to, count: quick ? 50_000 : 500_000, size: 100, name: "node.msgs.100", unit: "msgs/s")
-        print(small.json)
-        let large = try await nodeFigure(from: from, to: to, count: quick ? 100 : 1_000, size: 1 << 20, name: "node.mbps.large", unit: "MB/s")
-        print(large.json)
+        if mode == "udp" {
+            print(try await nodeFigure(from: from, to: to, count: quick ? 20_000 : 100_000, size: 100, name: "udp.msgs.100", unit: "msgs/s").json)
+        } else {
+            let small = try await nodeFigure(from: from, to: to, count: quick ? 50_000 : 500_000, size: 100, name: "node.msgs.100", unit: "msgs/s")
+            print(small.json)
+            let large = try await nodeFigure(from: from, to: to, count: quick ? 100 : 1_000, size: 1 << 20, name: "node.mbps.large", unit: "MB/s")
+            print(large.json)
+        }
     } catch {
-        FileHandle.standardError.write(Data("lnp-bench node: \(error)\n".utf8))
-        exit(1)
-    }
-case "udp":
-    // Two lnpd joined over UDP (Scripts/bench links): 100-byte messages through the node's
-    // API, counted once stored on B, like node.msgs.100.
-    func option(_ name: String) -> String? {
-        guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
-        return arguments[index + 1]
-    }
-    guard let from = option("--from"), let to = option("--to") else {
-        FileHandle.standardError.write(Data("usage: lnp-bench udp --from DATA_DIR --to DATA_DIR [--quick]\n".utf8))
-        exit(2)
-    }
-    do {
-        print(try await nodeFigure(from: from, to: to, count: quick ? 20_000 : 100_000, size: 100, name: "udp.msgs.100", unit: "msgs/s").json)
-    } catch {
-        FileHandle.standardError.write(Data("lnp-bench udp: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("lnp-bench \(mode): \(error)\n".utf8))
         exit(1)
     }
 default:
