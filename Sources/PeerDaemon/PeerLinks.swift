@@ -22,18 +22,28 @@ final class PeerLinks: Sendable {
 
     var all: [any SessionTransport] { [tcp] + frameTransports }
 
-    /// Called with every event of `transport`, before it is forwarded.
-    func observe(_ event: TransportEvent, from transport: any SessionTransport) {
+    /// Called with every event of `transport`; returns what peerd publishes for it. A node
+    /// may have sessions on several transports at once (TCP and UDP, say): the one that
+    /// connected last carries its messages. When that one is lost while another still
+    /// holds a session, msgd hears `connected` for the survivor instead of `disconnected`,
+    /// so delivery moves there at once; the loss of a session that was not carrying the
+    /// node's messages is not announced at all.
+    func observe(_ event: TransportEvent, from transport: any SessionTransport) -> TransportEvent? {
         let id = ObjectIdentifier(transport)
         switch event {
         case let .connected(info):
             holders.withValue { $0[info.nodeID] = id }
+            return event
         case let .disconnected(nodeID, _):
-            holders.withValue { holders in
-                if holders[nodeID] == id { holders[nodeID] = nil }
-            }
+            let holder = holders.withValue { $0[nodeID] }
+            guard holder == id || holder == nil else { return nil }
+            let survivor = all.lazy.filter { ObjectIdentifier($0) != id }
+                .compactMap { other in other.peers().first { $0.nodeID == nodeID }.map { (other, $0) } }.first
+            holders.withValue { $0[nodeID] = survivor.map { ObjectIdentifier($0.0) } }
+            if let survivor { return .connected(survivor.1) }
+            return event
         default:
-            break
+            return event
         }
     }
 

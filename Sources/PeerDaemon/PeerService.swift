@@ -71,26 +71,19 @@ public final class PeerService: Sendable {
         self.inbound = inbound
         let linksBox = LockedValue<PeerLinks?>(nil)
         transport = TCPTransport(configuration: transportConfiguration, group: group) { event in
-            if let links = linksBox.withValue({ $0 }) { links.observe(event, from: links.tcp) }
-            Self.forward(event, inbound: inbound, logger: logger)
+            Self.forward(event, through: linksBox, from: { $0.tcp }, inbound: inbound, logger: logger)
         }
         let transport = self.transport
         transportBox.withValue { $0 = transport }
         let localInit = transportConfiguration.localInit
         let serial = SerialTransport(configuration: SerialTransportConfiguration(
             localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "serial" })) { event in
-            if let links = linksBox.withValue({ $0 }), let serial = links.frameTransports.first(where: { $0 is SerialTransport }) {
-                links.observe(event, from: serial)
-            }
-            Self.forward(event, inbound: inbound, logger: logger)
+            Self.forward(event, through: linksBox, from: { $0.frameTransports.first { $0 is SerialTransport } }, inbound: inbound, logger: logger)
         }
         let udp = UDPTransport(configuration: UDPTransportConfiguration(
             localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "udp" }),
             group: group) { event in
-            if let links = linksBox.withValue({ $0 }), let udp = links.frameTransports.first(where: { $0 is UDPTransport }) {
-                links.observe(event, from: udp)
-            }
-            Self.forward(event, inbound: inbound, logger: logger)
+            Self.forward(event, through: linksBox, from: { $0.frameTransports.first { $0 is UDPTransport } }, inbound: inbound, logger: logger)
         }
         let links = PeerLinks(tcp: transport, frameTransports: [udp, serial], torOnly: configuration.tor.torOnly)
         linksBox.withValue { $0 = links }
@@ -148,8 +141,12 @@ public final class PeerService: Sendable {
         let links = self.links, store = self.store, logger = self.logger
         try server.start()
         var dial = configuration.connect
+        // Every address a persistent peer was reached at: each transport keeps its own
+        // session, and messages go over whichever is up.
         for peer in (try? store.peers()) ?? [] where peer.persistent {
-            if let text = peer.addresses.last, let address = try? PeerAddress(parsing: text), !dial.contains(address) { dial.append(address) }
+            for text in peer.addresses {
+                if let address = try? PeerAddress(parsing: text), address.location.scheme != "spool", !dial.contains(address) { dial.append(address) }
+            }
         }
         for address in dial {
             Task {
@@ -181,6 +178,19 @@ public final class PeerService: Sendable {
     static func record(_ info: PeerInfo, connected: Bool = true) -> PeerRecord {
         PeerRecord(nodeID: info.nodeID, address: info.address, connected: connected, inbound: info.direction == .inbound,
                    persistent: info.persistent, largeFrames: info.largeFrames, features: info.remoteFeatures.bytes)
+    }
+
+    /// Publishes what `PeerLinks` makes of a transport's event (see `PeerLinks.observe`).
+    static func forward(_ event: TransportEvent, through linksBox: LockedValue<PeerLinks?>,
+                        from transport: (PeerLinks) -> (any SessionTransport)?, inbound: InboundBatcher, logger: Logger) {
+        var published: TransportEvent? = event
+        if let links = linksBox.withValue({ $0 }), let source = transport(links) {
+            published = links.observe(event, from: source)
+            if published == nil, case let .disconnected(nodeID, reason) = event {
+                logger.info("peerd: a second session with \(nodeID) ended (\(reason)); its messages go on over the other")
+            }
+        }
+        if let published { forward(published, inbound: inbound, logger: logger) }
     }
 
     static func forward(_ event: TransportEvent, inbound: InboundBatcher, logger: Logger) {
