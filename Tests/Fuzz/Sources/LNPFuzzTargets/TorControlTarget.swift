@@ -114,8 +114,14 @@ public enum TorControlTarget {
             case let .bootstrap(phase):
                 fuzzCheck((0...100).contains(phase.progress), "bootstrap progress \(phase.progress)")
                 fuzzCheck(!phase.description.isEmpty, "empty phase description")
-            case let .clientStatus(_, action, _):
-                fuzzCheck(!action.isEmpty, "client status without an action")
+            case let .clientStatus(severity, action, arguments):
+                // The event's first two words and its KEY=VALUE words, as the syntax reads them
+                // (an empty quoted word is a word: tor never sends one, but it is not an error).
+                let rest = String(reply.lines[0].text.drop { $0 != " " }.drop { $0 == " " })
+                let words = TorControlSyntax.words(rest)
+                fuzzCheck(words.map { $0.count >= 2 && $0[0].word == severity && $0[1].word == action } == true
+                              && TorControlSyntax.keywordArguments(rest) == arguments,
+                          "client status \(severity) \(action) does not match the words of '\(rest)'")
             case let .onionDescriptor(event):
                 let rest = String(reply.lines[0].text.drop { $0 != " " }.drop { $0 == " " })
                 let words = TorControlSyntax.words(rest)
