@@ -8,6 +8,10 @@ let package = Package(
         .library(name: "LNPCrypto", targets: ["LNPCrypto"]),
         .library(name: "LNPWire", targets: ["LNPWire"]),
         .library(name: "LNPSession", targets: ["LNPSession"]),
+        // For the fuzz package (Tests/Fuzz), which reaches the root package only through products.
+        .library(name: "LNPTransport", targets: ["LNPTransport"]),
+        .library(name: "LNPTransportTor", targets: ["LNPTransportTor"]),
+        .library(name: "LNPTransportSpool", targets: ["LNPTransportSpool"]),
         .executable(name: "lnp-bench", targets: ["lnp-bench"]),
         .executable(name: "lnp-serial-bench", targets: ["lnp-serial-bench"]),
         .executable(name: "lnpd", targets: ["lnpd"]),

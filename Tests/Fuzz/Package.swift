@@ -2,7 +2,8 @@
 import PackageDescription
 
 // libFuzzer targets for LNP Node's untrusted-input parsers (LNPWire's BOLT-1 codec,
-// LNPSession's BOLT-8 handshake, frame codec and PeerSession). A separate package, like
+// LNPSession's BOLT-8 handshake, frame codec, PeerSession, datagram session, line framing and
+// sealed envelopes; the tor transport's SOCKS5 and control-port parsers; spool bundles). A separate package, like
 // Benchmarks/, so the root package's normal builds never see sanitizer flags. Build and
 // run them with Scripts/fuzz; by hand, from the repository root:
 //
@@ -30,7 +31,10 @@ import PackageDescription
 // One executable per target, so crash reproduction is `fuzz-<target> ARTIFACT` and
 // libFuzzer's -fork/-jobs modes re-run the right binary. The harnesses themselves live in
 // the LNPFuzzTargets library, so they are compiled once and can share helpers.
-let fuzzTargets = ["tlv", "message", "handshake", "frames", "session"]
+let fuzzTargets = [
+    "tlv", "message", "handshake", "frames", "session",
+    "socks", "torcontrol", "datagram", "lineframing", "envelope", "spool",
+]
 
 let package = Package(
     name: "lnp-node-fuzz",
@@ -48,6 +52,9 @@ let package = Package(
                 .product(name: "LNPCrypto", package: "lnp-node"),
                 .product(name: "LNPWire", package: "lnp-node"),
                 .product(name: "LNPSession", package: "lnp-node"),
+                .product(name: "LNPTransport", package: "lnp-node"),
+                .product(name: "LNPTransportTor", package: "lnp-node"),
+                .product(name: "LNPTransportSpool", package: "lnp-node"),
             ]
         ),
     ] + fuzzTargets.map {

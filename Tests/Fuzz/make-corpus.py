@@ -4,7 +4,9 @@
     python3 Tests/Fuzz/make-corpus.py
 
 Sources: Tests/LNPWireTests/Fixtures/bolt01-*.json (BOLT-1 appendices A-C) and
-Tests/LNPSessionTests/Fixtures/bolt08-transport.json (BOLT-8 appendix A). A few seeds
+Tests/LNPSessionTests/Fixtures/bolt08-transport.json (BOLT-8 appendix A); the seeds of
+the transport targets (socks, torcontrol, datagram, lineframing, envelope, spool) are
+written from RFC 1928/1929, tor's control-spec and the formats' own documents. A few seeds
 are built from those vectors (messages of every known type around the spec's init, and
 frames encrypted with the spec's transport keys), so each target starts with inputs that
 reach its deeper code. The input layouts are documented in the harnesses
@@ -13,10 +15,12 @@ the Python 3 standard library (ChaCha20-Poly1305 is implemented below, checked a
 the spec's encrypted "hello" messages before anything is written).
 """
 
+import hashlib
 import json
 import re
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,6 +284,179 @@ def sessions(spec):
     return seeds
 
 
+# --- transport targets -------------------------------------------------------------------
+
+def socks():
+    """Layout: [options: bit 0 credentials, bits 1-2 destination, bit 3 exact answers][4 pattern bytes][proxy bytes]."""
+    ipv4_reply = bytes([5, 0, 0, 1, 127, 0, 0, 1, 0x26, 0x07])
+    name_reply = bytes([5, 0, 0, 3, 12]) + b"node.example" + u16(80)
+    ipv6_reply = bytes([5, 0, 0, 4]) + bytes(15) + b"\x01" + u16(9735)
+    return {
+        "noauth-ipv4-reply-leftover": bytes([0x08, 0, 0, 0, 0]) + b"\x05\x00" + ipv4_reply + b"first bytes",
+        "noauth-whole": bytes([0x02, 0, 0, 0, 0]) + b"\x05\x00" + ipv4_reply,
+        "auth-name-reply-chunked": bytes([0x09, 3, 1, 7, 0]) + b"\x05\x02" + b"\x01\x00" + name_reply,
+        "auth-ipv6-reply": bytes([0x0D, 5, 0, 0, 0]) + b"\x05\x02" + b"\x01\x00" + ipv6_reply + b"\x00\x10",
+        "onion-intro-failed": bytes([0x08, 0, 0, 0, 0]) + b"\x05\x00" + bytes([5, 0xF2, 0, 1]) + bytes(6),
+        "ttl-expired": bytes([0x0E, 1, 0, 0, 0]) + b"\x05\x00" + bytes([5, 0x06, 0, 1]) + bytes(6),
+        "refused-methods": bytes([0x00, 0, 0, 0, 0]) + b"\x05\xff",
+        "unoffered-method": bytes([0x01, 0, 0, 0, 0]) + b"\x05\x00",
+        "auth-rejected": bytes([0x09, 0, 0, 0, 0]) + b"\x05\x02\x01\x01",
+        "http-proxy": bytes([0x00, 0, 0, 0, 0]) + b"HTTP/1.1 400 Bad Request\\r\\n\\r\\n",
+        "bad-address-type": bytes([0x08, 0, 0, 0, 0]) + b"\x05\x00" + bytes([5, 0, 0, 9, 1, 2]),
+    }
+
+
+def torcontrol():
+    """Layout: [options: bit 0 small limits][4 pattern bytes][control-port stream]."""
+    onion = "a" * 56
+    lines = {
+        "protocolinfo": b'250-PROTOCOLINFO 1\r\n250-AUTH METHODS=COOKIE,SAFECOOKIE COOKIEFILE="/run/tor/control.authcookie"\r\n'
+                        b'250-VERSION Tor="0.4.8.10"\r\n250 OK\r\n',
+        "bootstrap-done": b'650 STATUS_CLIENT NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY="Done"\r\n',
+        "bootstrap-warn": b'650 STATUS_CLIENT WARN BOOTSTRAP PROGRESS=5 TAG=conn SUMMARY="Connecting to a relay" '
+                          b'WARNING="Connection refused" REASON=CONNECTREFUSED COUNT=3 RECOMMENDATION=warn\r\n',
+        "circuit-established": b"650 STATUS_CLIENT NOTICE CIRCUIT_ESTABLISHED\r\n",
+        "hs-desc-uploaded": ("650 HS_DESC UPLOADED %s UNKNOWN $0123456789ABCDEF0123456789ABCDEF01234567~relay\r\n" % onion).encode(),
+        "hs-desc-failed": ("650 HS_DESC FAILED %s NO_AUTH $0123456789ABCDEF0123456789ABCDEF01234567 REASON=UPLOAD_REJECTED\r\n"
+                           % onion).encode(),
+        "data-block": b"250+config-text=\r\nSocksPort 9050\r\n..starts with a dot\r\n\r\nControlPort 9051\r\n.\r\n250 OK\r\n",
+        "add-onion": ("250-ServiceID=%s\r\n250-PrivateKey=ED25519-V3:%s\r\n250 OK\r\n" % (onion, "B" * 86)).encode(),
+        "error": b'552 Unrecognized key "net/listeners/nothing"\r\n',
+        "mixed-event-reply": b"250-first\r\n650 STATUS_CLIENT NOTICE X\r\n",
+        "escapes": b'650 STATUS_CLIENT NOTICE CHECKING A="tab\\there \\"quoted\\" \\101\\302\\251" B=plain\r\n',
+        "bare-lf-and-event-between": b"250-a\n650-EVENT one\r\n650 two\r\n250 OK\n",
+        "not-utf8": b"250 \xff\xfe\r\n",
+        "malformed": b"25O OK\r\n",
+    }
+    seeds = {}
+    for name, stream in lines.items():
+        seeds[name] = bytes([0, 0, 0, 0, 0]) + stream
+    seeds["protocolinfo-chunked"] = bytes([0, 1, 3, 17, 0]) + lines["protocolinfo"]
+    seeds["data-block-small-limits"] = bytes([1, 2, 0, 5, 0]) + lines["data-block"]
+    seeds["long-line-small-limits"] = bytes([1, 0, 0, 0, 0]) + b"250 " + b"x" * 70 + b"\r\n"
+    seeds["many-lines-small-limits"] = bytes([1, 0, 0, 0, 0]) + b"250-x\r\n" * 9 + b"250 OK\r\n"
+    return seeds
+
+
+def datagrams(spec):
+    """Layout in DatagramTarget.swift: mode 0 a responder on arbitrary datagrams, mode 1 an established pair."""
+    act_one = b"\x01" + h(spec["responder"]["act_one_input"])
+    forged = b"\x10" + bytes(4) + b"hello" + bytes(16)
+
+    def item(address, datagram):
+        return bytes([1, address]) + u16(len(datagram)) + datagram
+
+    seeds = {
+        "responder-act-one": b"\x00" + item(0, act_one),
+        "responder-act-one-early-data": b"\x00" + item(0, act_one) + item(0, forged) + item(0, forged) + item(1, forged)
+                                        + bytes([2, 0]) * 5,
+        "responder-act-one-timers": b"\x00" + item(1, act_one) + bytes([0, 29, 0, 2]) + item(1, act_one) + item(1, forged),
+        "responder-endpoint-flood": b"\x00" + b"".join(item(a, act_one) for a in range(4)) + item(0, b"\x03" + bytes(66)),
+        "responder-oversized-and-short": b"\x00" + item(0, b"\x11" * 200) + item(0, b"\x01") + item(0, b"") + item(0, b"\x7f"),
+    }
+    # Mode 1 items: 0 send [u16 n][fate](+[u16 pos][xor]); 1 release; 2 raw to responder; 3 responder sends [n];
+    # 4 time [s]; 5 handshake act [which]; 6 raw to initiator.
+    seeds["pair-messages"] = b"\x01" + b"\x00" + u16(40) + b"\x00" + b"\x00" + u16(1000) + b"\x00" + b"\x00" + u16(600) + b"\x01"
+    seeds["pair-held-and-lost"] = b"\x01" + b"\x00" + u16(500) + b"\x02" + b"\x00" + u16(300) + b"\x03" + b"\x00" + u16(20) + b"\x00" + b"\x01"
+    seeds["pair-mutated"] = b"\x01" + b"\x00" + u16(400) + b"\x04" + u16(0x0123) + b"\x80" + b"\x00" + u16(10) + b"\x04" + u16(0) + b"\x01"
+    seeds["pair-both-ways"] = b"\x01" + b"\x03\x40" + b"\x00" + u16(90) + b"\x00" + b"\x03\xff" + b"\x06\x03\x10\x00\x00"
+    seeds["pair-replays-and-timers"] = b"\x01" + b"\x05\x00\x05\x02\x05\x01" + b"\x04\x10\x00" + u16(50) + b"\x00" + b"\x04\x3c\x04\x3c"
+    seeds["pair-injected"] = b"\x01" + b"\x02" + bytes([len(forged)]) + forged + b"\x02\x01\x01" + b"\x06\x02\x02\x00"
+    seeds["pair-too-large"] = b"\x01" + b"\x00" + u16(2100) + b"\x00"
+    return seeds
+
+
+def line_frame(datagram):
+    """COBS(datagram || CRC-32 little-endian) || 0x00, as LineFraming.swift documents."""
+    data = datagram + struct.pack("<I", zlib.crc32(datagram) & 0xFFFFFFFF)
+    out = bytearray([0])
+    code_index, code = 0, 1
+    for byte in data:
+        if byte == 0:
+            out[code_index] = code
+            code_index, code = len(out), 1
+            out.append(0)
+            continue
+        out.append(byte)
+        code += 1
+        if code == 0xFF:
+            out[code_index] = code
+            code_index, code = len(out), 1
+            out.append(0)
+    out[code_index] = code
+    out.append(0)
+    return bytes(out)
+
+
+def lineframing():
+    """Layout: [mode][size][4 pattern bytes][rest]; mode odd: [noise length][noise][planned datagrams]."""
+    frames = line_frame(b"\x10\x00\x00\x00\x01hello") + line_frame(bytes(10)) + line_frame(bytes(range(1, 256)))
+    broken = bytearray(line_frame(b"checksum"))
+    broken[2] ^= 1
+    return {
+        "stream-frames": bytes([0, 100, 0, 0, 0, 0]) + frames,
+        "stream-chunked-noise": bytes([0, 8, 3, 1, 0, 9]) + b"\x00\x00noise" + frames + bytes(broken) + b"\x02\x01\x01\x00",
+        "stream-oversized": bytes([0, 0, 0, 0, 0, 0]) + line_frame(bytes(range(1, 100))) + b"tail",
+        "roundtrip": bytes([1, 40, 5, 0, 0, 0]) + b"\x03abc" + plan((0x00, b"\x12\x34", None), (0x00, b"", 200), (0x01, b"", 300)),
+        "roundtrip-254": bytes([1, 255, 0, 0, 0, 0]) + b"\x00" + plan((0xFF, b"", 254), (0x00, bytes(5), None)),
+    }
+
+
+def envelopes():
+    """Layout: [mode][rest]: 0 an envelope; 1 mutations of the genuine one; 2 an envelope record."""
+    def record_message(created=b"\x6b\x49\xd2\x00", expiry=b"\x6b\x4b\x23\x80", extra=b""):
+        return b"\x01\x01" + tlv(0, bytes(range(16))) + tlv(2, created) + tlv(4, expiry) + tlv(6, u16(32769)) + tlv(8, b"hello") + extra
+
+    seeds = {
+        "shaped-header": b"\x00" + b"\x01" + struct.pack(">I", 4) + b"\x02" + bytes(32) + bytes(49) + b"data" + bytes(16),
+        "bad-ephemeral-prefix": b"\x00" + b"\x01" + struct.pack(">I", 0) + b"\x04" + bytes(32) + bytes(49) + bytes(16),
+        "unknown-version": b"\x00\x02" + bytes(10),
+        "trailing": b"\x00" + b"\x01" + struct.pack(">I", 0) + b"\x03" + bytes(32 + 49 + 16 + 1),
+        "genuine": b"\x01",
+        "genuine-length-changed": b"\x01" + u16(4) + b"\x01",
+        "genuine-ephemeral-changed": b"\x01" + u16(6) + b"\x40",
+        "genuine-sender-changed": b"\x01" + u16(50) + b"\x01",
+        "genuine-payload-changed": b"\x01" + u16(120) + b"\x80",
+        "genuine-extended-and-cut": b"\x01" + u16(0xFFFF) + b"\x00" + u16(0xFFFE) + b"\x00",
+        "record-message": b"\x02" + record_message(),
+        "record-message-odd-extra": b"\x02" + record_message(extra=tlv(9, b"future")),
+        "record-expiry-before-created": b"\x02" + record_message(created=b"\x02", expiry=b"\x01"),
+        "record-non-minimal-time": b"\x02" + record_message(created=b"\x00\x01"),
+        "record-receipt": b"\x02" + b"\x01\x02" + tlv(0, bytes(range(32))),
+        "record-receipt-partial": b"\x02" + b"\x01\x02" + tlv(0, bytes(20)),
+        "record-unknown-kind": b"\x02" + b"\x01\x03",
+    }
+    return seeds
+
+
+def spool_bundle(bundle_id, envelopes_):
+    body = b"LNPSPOOL" + b"\x01" + bundle_id + struct.pack(">I", len(envelopes_)) + b"".join(envelopes_)
+    return body + hashlib.sha256(body).digest()
+
+
+def fake_envelope(payload):
+    """A clear envelope header (version 1, u32 payload length) and an envelope's size; no cryptography."""
+    return b"\x01" + struct.pack(">I", len(payload)) + bytes(98) + payload
+
+
+def spools():
+    """Layout: [mode][rest]: even a bundle file; odd [id byte][u16 position][xor][u16 cut][planned payloads]."""
+    two = spool_bundle(bytes(range(16)), [fake_envelope(b"first"), fake_envelope(b"")])
+    cut = two[:-40]
+    return {
+        "bundle": b"\x00" + two,
+        "bundle-cut-short": b"\x00" + cut,
+        "bundle-bad-checksum": b"\x00" + two[:-1] + bytes([two[-1] ^ 1]),
+        "bundle-trailing": b"\x00" + spool_bundle(bytes(16), [fake_envelope(b"x") + b"junk"]),
+        "bundle-no-envelopes": b"\x00" + spool_bundle(bytes(16), []),
+        "bundle-bad-envelope-version": b"\x00" + spool_bundle(bytes(16), [b"\x02" + fake_envelope(b"")[1:]]),
+        "bundle-huge-count": b"\x00" + b"LNPSPOOL\x01" + bytes(16) + b"\xff\xff\xff\xff",
+        "not-a-bundle": b"\x00" + b"PK\x03\x04",
+        "roundtrip": b"\x01" + b"\x07" + u16(30) + b"\x01" + u16(0xFFFF) + plan((0x00, b"hello", None), (0x05, b"", 300)),
+        "roundtrip-cut": b"\x01" + b"\x09" + u16(0) + b"\x00" + u16(60) + plan((0x00, b"a", None), (0x00, b"b", None)),
+    }
+
+
 def slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -302,6 +479,12 @@ def main():
         "handshake": handshakes(),
         "frames": frames(transport),
         "session": sessions(transport),
+        "socks": socks(),
+        "torcontrol": torcontrol(),
+        "datagram": datagrams(transport),
+        "lineframing": lineframing(),
+        "envelope": envelopes(),
+        "spool": spools(),
     }
     total = 0
     for target, seeds in corpora.items():
@@ -309,7 +492,7 @@ def main():
         total += count
         print(f"{target}: {count} seeds")
     print(f"total: {total} seeds in {OUT.relative_to(ROOT)}")
-    assert total < 200
+    assert total < 300
 
 
 if __name__ == "__main__":

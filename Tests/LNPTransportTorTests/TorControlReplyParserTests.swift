@@ -46,6 +46,21 @@ import Testing
         #expect(error.status == 552 && !error.isSuccess && error.message == "Unrecognized key \"x\"")
     }
 
+    /// Empty data lines are lines too: an empty first line used to vanish ("\nb" came out
+    /// as "b"), because the parser took "no bytes yet" for "no line yet".
+    @Test func emptyDataLinesAreKept() throws {
+        let text = "250+config-text=\r\n\r\nb\r\n\r\n.\r\n250 OK\r\n"
+        let messages = try parse(text)
+        guard case let .reply(reply) = try #require(messages.first) else { Issue.record("expected a reply"); return }
+        #expect(reply.lines.first?.data == "\nb\n")
+        #expect(try parse("250+x=\r\n\r\n\r\n.\r\n250 OK\r\n").first == .reply(TorControlReply(lines: [
+            TorControlReplyLine(status: 250, text: "x=", data: "\n"), TorControlReplyLine(status: 250, text: "OK"),
+        ])))
+        // The line feeds count toward the data limit as before.
+        let limits = TorControlReplyParser.Limits(maxDataBytes: 2)
+        #expect(throws: TorControlProtocolError.dataTooLarge(limit: 2)) { try parse("250+x=\r\n\r\n\r\n\r\n\r\n.\r\n250 OK\r\n", limits: limits) }
+    }
+
     @Test func bareLineFeedsAreAccepted() throws {
         #expect(try parse("250 OK\n") == [.reply(TorControlReply(lines: [.init(status: 250, text: "OK")]))])
     }

@@ -91,8 +91,9 @@ public struct TorControlReplyParser: Sendable {
         case betweenReplies
         /// Inside a reply whose lines so far ended with "-" or a finished "+" block.
         case inReply
-        /// Inside the data block of a "+" line.
-        case inData(status: Int, text: String, data: [UInt8])
+        /// Inside the data block of a "+" line; `lineCount` data lines taken so far (an
+        /// empty first line leaves `data` empty but still needs its line feed after it).
+        case inData(status: Int, text: String, data: [UInt8], lineCount: Int)
     }
 
     public let limits: Limits
@@ -140,7 +141,7 @@ public struct TorControlReplyParser: Sendable {
         guard line.count <= limits.maxLineLength else { throw .lineTooLong(limit: limits.maxLineLength) }
         linesInReply += 1
         guard linesInReply <= limits.maxLinesPerReply else { throw .tooManyLines(limit: limits.maxLinesPerReply) }
-        if case .inData(let status, let text, var data) = state {
+        if case .inData(let status, let text, var data, let lineCount) = state {
             if line == [UInt8(ascii: ".")] {
                 lines.append(TorControlReplyLine(status: status, text: text, data: try utf8(data)))
                 state = .inReply
@@ -148,11 +149,11 @@ public struct TorControlReplyParser: Sendable {
             }
             // Dot-encoding: a data line that starts with "." was sent with one more ".".
             let content = line.first == UInt8(ascii: ".") ? line.dropFirst() : line[...]
-            dataBytesInReply += content.count + (data.isEmpty ? 0 : 1)
+            dataBytesInReply += content.count + (lineCount == 0 ? 0 : 1)
             guard dataBytesInReply <= limits.maxDataBytes else { throw .dataTooLarge(limit: limits.maxDataBytes) }
-            if !data.isEmpty { data.append(UInt8(ascii: "\n")) }
+            if lineCount > 0 { data.append(UInt8(ascii: "\n")) }
             data.append(contentsOf: content)
-            state = .inData(status: status, text: text, data: data)
+            state = .inData(status: status, text: text, data: data, lineCount: lineCount + 1)
             return
         }
         guard line.count >= 4,
@@ -172,7 +173,7 @@ public struct TorControlReplyParser: Sendable {
             lines.append(TorControlReplyLine(status: status, text: text))
             state = .inReply
         case UInt8(ascii: "+"):
-            state = .inData(status: status, text: text, data: [])
+            state = .inData(status: status, text: text, data: [], lineCount: 0)
         default:
             lines.append(TorControlReplyLine(status: status, text: text))
             let reply = TorControlReply(lines: lines)

@@ -25,7 +25,7 @@ public struct TorBootstrapPhase: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses `SEVERITY BOOTSTRAP PROGRESS=N TAG=T SUMMARY="S" [WARNING="W" …]`.
-    static func parse(_ text: String) -> TorBootstrapPhase? {
+    public static func parse(_ text: String) -> TorBootstrapPhase? {
         guard let words = TorControlSyntax.words(text), words.count >= 2, words[1].word == "BOOTSTRAP",
               let arguments = TorControlSyntax.keywordArguments(text),
               let progressText = arguments["PROGRESS"], progressText.utf8.count <= 3,
@@ -66,7 +66,7 @@ public struct OnionDescriptorEvent: Sendable, Equatable {
     public var reason: String?
 
     /// Parses `Action HSAddress AuthType HsDir [DescriptorID] [REASON=…] …`.
-    static func parse(_ text: String) -> OnionDescriptorEvent? {
+    public static func parse(_ text: String) -> OnionDescriptorEvent? {
         guard let words = TorControlSyntax.words(text), words.count >= 4,
               let arguments = TorControlSyntax.keywordArguments(text)
         else { return nil }
@@ -87,8 +87,9 @@ public enum TorEvent: Sendable, Equatable {
     /// An event kind this type does not model (or one it could not parse), with its text.
     case other(keyword: String, text: String)
 
-    /// Interprets the first line of a 650 reply: `KEYWORD rest`.
-    init(_ reply: TorControlReply) {
+    /// Interprets the first line of a 650 reply: `KEYWORD rest`. Public for the fuzz
+    /// target (Tests/Fuzz), which reaches this module only through its product.
+    public init(_ reply: TorControlReply) {
         let line = reply.lines.first?.text ?? ""
         let keyword = String(line.prefix { $0 != " " })
         let rest = String(line.dropFirst(keyword.count).drop { $0 == " " })
