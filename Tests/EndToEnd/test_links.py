@@ -212,3 +212,87 @@ def test_udp_through_loss_delay_and_reordering_delivers_everything_once(nodes):
         assert relay.counts["dropped"] > 0 and relay.counts["duplicated"] > 0, relay.counts
     finally:
         relay.stop()
+
+
+class TCPRelay:
+    """Forwards one TCP port to another until `cut()`, which closes every connection and
+    the listener: a link that fails while the nodes stay up."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.sockets = []
+        self.cutting = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        import threading
+        while not self.cutting:
+            try:
+                inbound, _ = self.listener.accept()
+                outbound = socket.create_connection(self.target)
+            except OSError:
+                return
+            self.sockets += [inbound, outbound]
+            for source, sink in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+        self.cutting = True
+        for sock in [self.listener] + self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def test_messages_move_to_the_other_link_when_one_fails(nodes):
+    """b reaches a over TCP (through a relay) and over UDP. When the TCP link fails, the
+    messages go on over UDP without waiting for TCP to come back."""
+    from conftest import free_port
+    udp_port = free_port()
+    a = nodes("a", extra_args=["--listen", f"udp://127.0.0.1:{udp_port}"]).start()
+    b = nodes("b").start()
+    relay = TCPRelay(a.port)
+    try:
+        b.cli("connect", f"udp://{a.node_id}@127.0.0.1:{udp_port}")
+        b.cli("connect", f"{a.node_id}@127.0.0.1:{relay.port}")
+        wait_for(lambda: a.connected_to(b), 30, "a to see b")
+        first = b.cli("send", a.node_id, "--text", "over the last link to connect: tcp").stdout.split()
+        assert a.recv("--count", "1", "--timeout", "30")[0]["text"] == "over the last link to connect: tcp"
+        wait_for(lambda: json.loads(b.cli("status", first[0], "--json").stdout)["state"] == "delivered", 30, "the tcp receipt")
+        assert json.loads(b.cli("status", first[0], "--json").stdout)["link"] == "tcp"
+        relay.cut()
+        texts = [f"after the tcp link failed {i:03d}" for i in range(200)]
+        ids = b.cli("send", a.node_id, "--stdin-lines", input="".join(t + "\n" for t in texts)).stdout.split()
+        got = a.recv("--count", "201", "--timeout", "60")
+        assert sorted(m["text"] for m in got[1:]) == texts and len({m["id"] for m in got}) == 201
+        wait_for(lambda: json.loads(b.cli("status", ids[-1], "--json").stdout)["state"] == "delivered", 30, "the udp receipt")
+        assert json.loads(b.cli("status", ids[-1], "--json").stdout)["link"] == "udp"
+    finally:
+        relay.cut()
