@@ -39,6 +39,8 @@ def pty_pair():
 
 @requires_socat
 def test_two_nodes_over_a_serial_line_exchange_messages_exactly_once(nodes, pty_pair):
+    """10,000 messages one way and 300 the other, with receipts, then kill -9 of the
+    initiator as sender and as receiver: every message once, in order (a pty loses nothing)."""
     line_a, line_b = pty_pair
     a = nodes("a", extra_args=["--listen", f"serial://{line_a}?baud=115200"]).start()
     b = nodes("b").start()
@@ -48,11 +50,11 @@ def test_two_nodes_over_a_serial_line_exchange_messages_exactly_once(nodes, pty_
     peer = next(p for p in b.peers() if p["node_id"] == a.node_id)
     assert peer["address"].startswith("serial://"), peer
 
-    to_a = [f"b to a over serial {i:04d}" for i in range(1_000)]
+    to_a = [f"b to a over serial {i:05d}" for i in range(10_000)]
     to_b = [f"a to b over serial {i:04d}" for i in range(300)]
     ids_to_a = b.cli("send", a.node_id, "--stdin-lines", input="".join(t + "\n" for t in to_a)).stdout.split()
     ids_to_b = a.cli("send", b.node_id, "--stdin-lines", input="".join(t + "\n" for t in to_b)).stdout.split()
-    got_a = a.recv("--count", "1000", "--timeout", "120")
+    got_a = a.recv("--count", "10000", "--timeout", "180")
     got_b = b.recv("--count", "300", "--timeout", "120")
     assert [m["text"] for m in got_a] == to_a and [m["id"] for m in got_a] == ids_to_a
     assert [m["text"] for m in got_b] == to_b and [m["id"] for m in got_b] == ids_to_b
@@ -67,12 +69,12 @@ def test_two_nodes_over_a_serial_line_exchange_messages_exactly_once(nodes, pty_
     more = [f"b to a around a crash of b {i:04d}" for i in range(2_000)]
     acknowledged = b.cli("send", a.node_id, "--stdin-lines", input="".join(t + "\n" for t in more)).stdout.split()
     assert len(acknowledged) == len(more)
-    wait_for(lambda: len(a.recv()) > 1_100, 60, "part of the new messages to arrive")
+    wait_for(lambda: len(a.recv()) > 10_100, 60, "part of the new messages to arrive")
     b.kill9()
     b.start()
     wait_for(lambda: a.connected_to(b) and b.connected_to(a), 60, "b to come back on the line")
-    got_a = a.recv("--count", str(1_000 + len(more)), "--timeout", "180")
-    assert len({m["id"] for m in got_a}) == len(got_a) == 1_000 + len(more), "a message was lost or delivered twice"
+    got_a = a.recv("--count", str(10_000 + len(more)), "--timeout", "180")
+    assert len({m["id"] for m in got_a}) == len(got_a) == 10_000 + len(more), "a message was lost or delivered twice"
     assert [m["text"] for m in got_a] == to_a + more
 
     back = [f"a to b around a crash of b {i:04d}" for i in range(1_000)]
