@@ -140,8 +140,12 @@ public enum EnvelopeTarget {
         switch decoded {
         case let .message(message):
             fuzzCheck(message.id.count == EnvelopeMessage.idLength && message.expiry >= message.created, "invalid message")
+            fuzzCheck(message.seq.map { (1...UInt64(Int64.max)).contains($0) } ?? true, "a message with sequence number 0 or above 2^63-1")
         case let .receipt(receipt):
-            fuzzCheck(!receipt.delivered.isEmpty && receipt.delivered.count <= EnvelopeReceipt.maximumIDs, "invalid receipt")
+            // A receipt lists ids, or says "everything through N", or both.
+            fuzzCheck((!receipt.delivered.isEmpty || receipt.throughSeq != nil) && receipt.delivered.count <= EnvelopeReceipt.maximumIDs,
+                      "invalid receipt")
+            fuzzCheck(receipt.throughSeq.map { (1...UInt64(Int64.max)).contains($0) } ?? true, "a receipt through 0 or above 2^63-1")
         }
         do {
             let envelope = try SealedEnvelope.seal(payload: encoded, to: recipient.publicKey, from: sender, ephemeral: ephemeral)
