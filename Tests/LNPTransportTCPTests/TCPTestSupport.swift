@@ -253,27 +253,33 @@ func residentBytes() -> Int? {
 }
 
 /// A loopback port held by a socket that is bound but not listening: connections to it are
-/// refused, and no other test can take the port until `release()`.
+/// refused, and no other test can take the port until `release()`. The port lies below
+/// Linux's ephemeral range (32768 and up), so no outgoing connection can be given it as its
+/// own source port: a dial to a free port in that range can connect to itself.
 final class ReservedPort {
     let port: Int
     private var descriptor: Int32
 
     init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw ReservedPortError() }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-        }
-        guard bound else {
+        for _ in 0..<200 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard descriptor >= 0 else { throw ReservedPortError() }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(candidate).bigEndian
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            if bound {
+                self.descriptor = descriptor
+                port = candidate
+                return
+            }
             close(descriptor)
-            throw ReservedPortError()
         }
-        self.descriptor = descriptor
-        port = Int(UInt16(bigEndian: address.sin_port))
+        throw ReservedPortError()
     }
 
     func release() {
