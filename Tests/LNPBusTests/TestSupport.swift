@@ -138,7 +138,7 @@ func freeTCPBasePort(count: Int) -> UInt16 {
         var sockets: [Int32] = []
         var allFree = true
         for offset in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = (base + UInt16(offset)).bigEndian

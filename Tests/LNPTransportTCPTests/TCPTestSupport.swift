@@ -263,7 +263,9 @@ final class ReservedPort {
     init() throws {
         for _ in 0..<200 {
             let candidate = Int.random(in: 20_000..<32_000)
-            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            // Close-on-exec: a process another test spawns meanwhile (tor, socat) must not
+            // inherit the socket and keep the port after `release()`.
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard descriptor >= 0 else { throw ReservedPortError() }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)

@@ -144,7 +144,7 @@ struct OfflineTor: Sendable {
 
     /// Writes `request` to 127.0.0.1:`port` and reads until the peer closes (5 s at most).
     private static func exchange(port: Int, _ request: String) throws -> String {
-        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard socketFD >= 0 else { throw StartFailed(description: "socket() failed (errno \(errno))") }
         defer { close(socketFD) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)

@@ -66,7 +66,7 @@ import Testing
     @Test func aClosedSOCKSPortAsksWhetherTorIsRunningAtOnce() async throws {
         // A socket bound but not listening holds its port (no other test can take it)
         // and refuses connections.
-        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         try #require(socketFD >= 0)
         defer { close(socketFD) }
         var address = sockaddr_in()
