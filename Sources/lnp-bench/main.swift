@@ -187,16 +187,22 @@ case "node", "udp":
         if mode == "udp" {
             print(try await nodeFigure(from: from, to: to, count: quick ? 20_000 : 100_000, size: 100, name: "udp.msgs.100", unit: "msgs/s").json)
         } else {
-            let small = try await nodeFigure(from: from, to: to, count: quick ? 50_000 : 500_000, size: 100, name: "node.msgs.100", unit: "msgs/s")
-            print(small.json)
-            let large = try await nodeFigure(from: from, to: to, count: quick ? 100 : 1_000, size: 1 << 20, name: "node.mbps.large", unit: "MB/s")
-            print(large.json)
+            // `--only small|large` runs one figure (for profiling one path).
+            let only = option("--only")
+            if only != "large" {
+                let small = try await nodeFigure(from: from, to: to, count: quick ? 50_000 : 500_000, size: 100, name: "node.msgs.100", unit: "msgs/s")
+                print(small.json)
+            }
+            if only != "small" {
+                let large = try await nodeFigure(from: from, to: to, count: quick ? 100 : 1_000, size: 1 << 20, name: "node.mbps.large", unit: "MB/s")
+                print(large.json)
+            }
         }
     } catch {
         FileHandle.standardError.write(Data("lnp-bench \(mode): \(error)\n".utf8))
         exit(1)
     }
 default:
-    FileHandle.standardError.write(Data("usage: lnp-bench session [--quick] [--ceiling FILE] | node|udp --from DIR --to DIR [--quick]\n".utf8))
+    FileHandle.standardError.write(Data("usage: lnp-bench session [--quick] [--ceiling FILE] | node|udp --from DIR --to DIR [--quick] [--only small|large]\n".utf8))
     exit(2)
 }
