@@ -4,7 +4,7 @@ import LNPCrypto
 import LNPRPC
 
 /// `lnp-bench node --from DIR --to DIR [--count N] [--size BYTES]`: sends N messages of
-/// SIZE bytes through node A's API (batched, several batches in flight) to node B and
+/// SIZE bytes through node A's API (batched, up to 16 batches in flight) to node B and
 /// waits until B has stored all of them. The rate counts from the first send to the last
 /// message stored on B, so it includes storage on both sides, the bus and the wire.
 func nodeFigure(from: String, to: String, count: Int, size: Int, name: String, unit: String) async throws -> Figure {
@@ -26,12 +26,15 @@ func nodeFigure(from: String, to: String, count: Int, size: Int, name: String, u
     let payload = SecureRandom.bytes(size)
     let batchCount = max(1, min(2_000, (4 << 20) / max(size, 1)))
     let batches = stride(from: 0, to: count, by: batchCount).map { min(batchCount, count - $0) }
+    // Enough batches in flight to cover the sender's fsync latency (3-5 ms per group commit
+    // on this machine's disk when it is busy), bounded to 32 MiB of payload.
+    let maximumInFlight = max(4, min(16, (32 << 20) / (batchCount * max(size, 1))))
     let start = ContinuousClock.now
     let sending = Task {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var inFlight = 0
             for batch in batches {
-                if inFlight >= 4 {
+                if inFlight >= maximumInFlight {
                     try await group.next()
                     inFlight -= 1
                 }
