@@ -6,9 +6,11 @@ import LNPRPC
 /// The node key as the services see it (peerd for handshakes, msgd for sealed envelopes):
 /// ECDH happens in keyd, over the bus.
 ///
-/// The handshake state machine is synchronous, so this blocks the calling thread (a NIO
-/// event loop, for one inproc or ipc round trip: tens of microseconds) until keyd answers
-/// or the timeout passes, which fails that handshake and nothing else.
+/// The handshake state machine is synchronous, so this blocks the calling thread until
+/// keyd answers or the timeout passes, which fails that handshake and nothing else. TCP
+/// and Tor links run handshake acts on a queue of their own, never on the event loop; a
+/// serial line on its own thread; spool work on msgd's. The UDP endpoint still calls it on
+/// its event loop: one round trip (tens of microseconds inproc) stalls that socket.
 public final class RemoteKeyAgreement: StaticKeyAgreement {
     public let publicKey: PublicKey
     private let client: BusClient

@@ -12,7 +12,7 @@ import LNPWire
 /// - BOLT-1 forbids sending anything else before the peer's `init` arrives, so once both
 ///   `init`s advertise `option_lnp_large_frames`, every later frame in both directions is
 ///   large. Each direction switches right after its own `init` frame.
-public struct PeerSession {
+public struct PeerSession: Sendable {
     public enum Role: Sendable {
         case initiator(remoteStatic: PublicKey)
         case responder

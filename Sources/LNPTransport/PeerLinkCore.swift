@@ -7,7 +7,7 @@ import LNPWire
 /// ping-flood limit and the even-type rule. Any stream transport (TCP, Tor) feeds it
 /// bytes and the current time and carries out the `Action`s it returns; the adapter
 /// arms one timer for `nextDeadline` and calls `timerFired` when it expires.
-public struct PeerLinkCore {
+public struct PeerLinkCore: Sendable {
     public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case notStarted
         case awaitingActOne
@@ -41,7 +41,7 @@ public struct PeerLinkCore {
         public var largeFrames: Bool
     }
 
-    public enum Action: Equatable {
+    public enum Action: Equatable, Sendable {
         /// Bytes for the link, in order.
         case write([UInt8])
         /// Handshake and `init` exchange are done; application messages may flow.

@@ -217,6 +217,39 @@ import Testing
         }
     }
 
+    /// The node key lives in keyd, a bus round trip away (a network one when the services
+    /// run on several hosts). A handshake waiting for it must not hold up the event loop,
+    /// which serves every other link too.
+    @Test func aHandshakeWaitingForTheNodeKeyDoesNotStallOtherLinks() async throws {
+        try await withEventLoopGroup { group in
+            // Bob runs on a single event loop, so every link of his shares it.
+            let bobsLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let slowKey = SlowKeyAgreement(key: PrivateKey.generate())
+            let bob = try await Node.start(key: slowKey.key, group: bobsLoop) { $0.localKey = slowKey }
+            let alice = try await Node.start(group: group)
+            let carol = try await Node.start(group: group)
+            _ = try await alice.transport.connect(to: bob.address(), persistent: false)
+
+            slowKey.setDelay(.seconds(3))
+            let carolConnects = Task { try await carol.transport.connect(to: bob.address(), persistent: false) }
+            try await waitUntil("bob to wait for the node key in carol's handshake") { slowKey.waiting == 1 }
+            let start = ContinuousClock.now
+            _ = try await alice.transport.ping(bob.nodeID, pongBytes: 16)
+            let pingTook = ContinuousClock.now - start
+            #expect(pingTook < .seconds(1), "alice's ping waited \(pingTook) for carol's handshake")
+            #expect(slowKey.waiting == 1, "carol's handshake was still waiting for the node key during the ping")
+            slowKey.setDelay(.zero)
+            let carolsInfo = try await carolConnects.value
+            #expect(carolsInfo.nodeID == bob.nodeID)
+            try await expectExchange(alice, bob, tag: 7)
+
+            await alice.transport.shutdown()
+            await carol.transport.shutdown()
+            await bob.transport.shutdown()
+            try await bobsLoop.shutdownGracefully()
+        }
+    }
+
     @Test func inboundFromLoopbackGetsNoRemoteAddress() async throws {
         try await withEventLoopGroup { group in
             let bob = try await Node.start(group: group)

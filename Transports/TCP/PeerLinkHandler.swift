@@ -1,3 +1,4 @@
+import Dispatch
 import LNPCrypto
 import LNPSession
 import LNPTransport
@@ -34,6 +35,9 @@ final class PeerLinkHandler: ChannelDuplexHandler {
 
     /// How long a close waits for its last write (a `warning`) before it cuts the link.
     static let closeGracePeriod: TimeAmount = .seconds(1)
+    /// What a peer may send while its handshake step is off the loop: act three and an
+    /// `init` fit many times over; a peer that sends more is not running BOLT-8.
+    static let maximumHeldBytes = 256 * 1024
 
     let connectionID: UInt64
     let origin: LinkOrigin
@@ -48,6 +52,10 @@ final class PeerLinkHandler: ChannelDuplexHandler {
     private var isReady = false
     private var isClosing = false
     private var hasReportedClose = false
+    /// A handshake step (acts one to three) is running on the transport's handshake queue
+    /// with a copy of `core`; reads wait in `heldBytes` until it is back.
+    private var handshakeStepInFlight = false
+    private var heldBytes: [UInt8] = []
 
     init(connectionID: UInt64, origin: LinkOrigin, core: PeerLinkCore, transport: TCPTransport, eventLoop: any EventLoop) {
         self.connectionID = connectionID
@@ -76,7 +84,52 @@ final class PeerLinkHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        perform(core.receive(Array(buffer.readableBytesView), now: .now))
+        guard !handshakeStepInFlight else {
+            heldBytes += buffer.readableBytesView
+            if heldBytes.count > Self.maximumHeldBytes {
+                perform(core.close(.local("sent \(heldBytes.count) bytes before its handshake was answered")))
+            }
+            return
+        }
+        receive(Array(buffer.readableBytesView))
+    }
+
+    /// Handshake acts go off the event loop: the responder's act one and the initiator's
+    /// act two each need an ECDH with the node key, and the key lives in keyd, a bus round
+    /// trip away (a network one when the services run on several hosts). The loop serves
+    /// every other link meanwhile. Once the handshake is done, reads stay on the loop.
+    private func receive(_ bytes: [UInt8]) {
+        switch core.stage {
+        case .awaitingActOne, .awaitingActTwo, .awaitingActThree:
+            handshakeStepInFlight = true
+            let core = self.core
+            let handler = NIOLoopBound(self, eventLoop: eventLoop)
+            let eventLoop = self.eventLoop
+            transport.handshakeQueue.async {
+                var stepping = core
+                let actions = stepping.receive(bytes, now: .now)
+                let stepped = stepping
+                eventLoop.execute { handler.value.handshakeStepFinished(stepped, actions) }
+            }
+        default:
+            perform(core.receive(bytes, now: .now))
+        }
+    }
+
+    private func handshakeStepFinished(_ steppedCore: PeerLinkCore, _ actions: [PeerLinkCore.Action]) {
+        handshakeStepInFlight = false
+        // Closed meanwhile (by us, the peer or an error): that outcome stands.
+        guard context != nil, !isClosing, !hasReportedClose else {
+            heldBytes = []
+            return
+        }
+        core = steppedCore
+        perform(actions)
+        if !heldBytes.isEmpty, !isClosing {
+            let held = heldBytes
+            heldBytes = []
+            receive(held)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -203,6 +256,9 @@ final class PeerLinkHandler: ChannelDuplexHandler {
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
             timer = nil
             timerDeadline = nil
+            // The step in flight brings the core back and re-arms; keyd's own timeout
+            // bounds how long that takes.
+            guard !handshakeStepInFlight else { return }
             perform(core.timerFired(now: .now))
         }
     }
