@@ -63,7 +63,9 @@ extension MessageStore {
                 statement.bind(1, createdMillis)
                 statement.bind(2, expiresMillis)
             }
-            let small = messages.indices.filter { messages[$0].payload.count <= Self.copiedPayloadLimit }
+            let small = messages.indices.filter {
+                messages[$0].payload.count <= Self.copiedPayloadLimit && !isExternal(messages[$0].payload)
+            }
             try insert.insert(count: small.count) { statement, parameter, row in
                 let index = small[row]
                 try beforeRow(index)

@@ -51,6 +51,16 @@ final class PayloadSegments: @unchecked Sendable {
     static let segmentLimit: Int64 = 256 << 20
     /// Segments kept open for reading at once; older ones are reopened when needed.
     static let openFilesLimit = 32
+    /// How much of what was last written stays in the page cache, for the reads that
+    /// usually follow soon (`recv` on the receiver, delivery past the outbox on the
+    /// sender); older payloads are dropped from it once durable.
+    ///
+    /// Why drop at all: writing into new page-cache pages cost 0.6-1.2 s of CPU per GB on
+    /// the build machines (every write lands on a page the kernel has to find, charge and
+    /// fault in), against 0.3 s when the pages just written are handed back, so that the
+    /// next writes reuse them; that copy was a third of a node's CPU time moving 1 MiB
+    /// messages. Dropping pages is safe after `fdatasync`: they are clean.
+    static let cacheWindow: Int64 = 128 << 20
 
     let directory: String
     private let segmentLimit: Int64
@@ -98,15 +108,17 @@ final class PayloadSegments: @unchecked Sendable {
             }
         }
         var file: SegmentFile? = segment > 0 ? try open(segment, creating: false) : nil
-        var touched: [(segment: Int64, file: SegmentFile, end: Int64)] = []
+        var touched: [(segment: Int64, file: SegmentFile, start: Int64, end: Int64)] = []
+        var start = end
         var locations: [PayloadLocation] = []
         locations.reserveCapacity(payloads.count)
         for payload in payloads {
             let length = Int64(payload.count)
             if file == nil || (end > 0 && end + length > segmentLimit) {
-                if let file { touched.append((segment, file, end)) }
+                if let file { touched.append((segment, file, start, end)) }
                 segment += 1
                 end = 0
+                start = 0
                 file = try open(segment, creating: true)
                 let insert = try RawStatement(db, "INSERT INTO payload_segment (id, committed_end) VALUES (?, 0)")
                 insert.bind(1, segment)
@@ -116,11 +128,12 @@ final class PayloadSegments: @unchecked Sendable {
             locations.append(PayloadLocation(segment: segment, offset: end, length: payload.count))
             end += length
         }
-        touched.append((segment, file!, end))
+        touched.append((segment, file!, start, end))
 
         let update = try RawStatement(db, "UPDATE payload_segment SET committed_end = ? WHERE id = ?")
         for entry in touched {
             try entry.file.synchronize()
+            entry.file.dropFromCache(from: entry.start - Self.cacheWindow, to: entry.end - Self.cacheWindow)
             update.bind(1, entry.end)
             update.bind(2, entry.segment)
             try update.run()
@@ -269,6 +282,16 @@ final class SegmentFile: Sendable {
         guard result == 0 else {
             throw StoreError.payloadWriteFailed(path: path, reason: "cannot sync: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Hands the clean pages of bytes `from..<to` back to the kernel (see
+    /// `PayloadSegments.cacheWindow`); a hint, so failures are ignored.
+    func dropFromCache(from start: Int64, to end: Int64) {
+        #if os(Linux)
+        let start = max(0, start)
+        guard end > start else { return }
+        _ = posix_fadvise(descriptor, off_t(start), off_t(end - start), POSIX_FADV_DONTNEED)
+        #endif
     }
 
     func truncate(to length: Int64) throws {

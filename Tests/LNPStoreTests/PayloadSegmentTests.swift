@@ -87,6 +87,23 @@ import Testing
         }
     }
 
+    /// With a threshold below the size SQLite copies in blocks of rows, every payload still
+    /// goes exactly one way.
+    @Test func aLowThresholdSendsSmallPayloadsToSegmentsOnce() throws {
+        try withTemporaryDirectory { dir in
+            let store = try MessageStore(path: dir + "/store.sqlite", externalPayloadThreshold: 1_000)
+            let alice = newKey(), bob = newKey()
+            let messages: [(type: UInt16, payload: [UInt8])] = [(1, bytes(10)), (1, bytes(2_000)), (1, bytes(20_000)), (1, bytes(999))]
+            _ = try store.enqueue(to: alice, messages: messages)
+            #expect(try outgoingRows(store).map(\.segment) == [nil, 1, 1, nil])
+            #expect(try store.undelivered(to: alice, afterSeq: 0, limit: 10).map(\.payload) == messages.map(\.payload))
+            let inbound = messages.enumerated().map { (id: SecureRandom.bytes(16), seq: UInt64?(UInt64($0.offset + 1)), type: $0.element.type, payload: $0.element.payload) }
+            _ = try store.storeIncoming(from: bob, messages: inbound, receivedAt: Date())
+            #expect(try store.incoming(afterRowID: 0, from: bob, limit: 10).map(\.payload) == messages.map(\.payload))
+            #expect(try committedEnd(store) == 2 * 22_000)
+        }
+    }
+
     @Test func aRestartReadsOldRows() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/store.sqlite"
