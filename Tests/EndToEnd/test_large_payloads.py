@@ -54,3 +54,27 @@ def test_large_messages_through_a_kill9_of_the_receiver(nodes, tmp_path):
         assert files and all(name.endswith(".seg") for name in files), f"{node.name}: {files}"
         assert sum(files.values()) >= COUNT * SIZE, f"{node.name}: {files}"
     assert os.path.getsize(os.path.join(b.data_dir, "node.sqlite")) < COUNT * SIZE // 4
+
+
+def test_a_damaged_segment_is_one_clear_sentence_and_the_node_keeps_serving(nodes, tmp_path):
+    a, b = nodes("a").start(), nodes("b").start()
+    connect(a, b)
+    path = tmp_path / "large"
+    path.write_bytes(os.urandom(1 << 20))
+    a.cli("send", b.node_id, "--file", str(path))
+    assert len(b.recv("--count", "1", "--timeout", "60")) == 1
+    b.stop()
+    segment = os.path.join(b.data_dir, "node.sqlite-payloads", "00000001.seg")
+    os.truncate(segment, 1000)
+    b.start()
+
+    result = b.cli("recv", "--json", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be read" in lines[0] and "00000001.seg" in lines[0], result.stderr
+    assert "cannot read received messages" in b.log_tail()
+    # Everything else still works: the node answers, and messages flow both ways.
+    assert b.info()["node_id"] == b.node_id
+    wait_for(lambda: a.connected_to(b), 60, "a to reconnect to the restarted b")
+    b.cli("send", a.node_id, "--text", "still here")
+    assert [m["text"] for m in a.recv("--count", "1", "--timeout", "60")] == ["still here"]
