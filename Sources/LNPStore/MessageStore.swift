@@ -100,7 +100,10 @@ public final class MessageStore: Sendable {
             }
             try migrator.migrate(writer)
             if let payloads {
-                try writer.write { db in try payloads.truncateUncommittedTail(db) }
+                // Tidiness, not safety: an uncommitted tail is written over by the next
+                // append anyway, so a store that cannot take the write lock now (another
+                // process is committing) still opens.
+                try? writer.write { db in try payloads.truncateUncommittedTail(db) }
             }
         } catch {
             throw .wrapping(error)

@@ -72,7 +72,8 @@ final class PayloadSegments: @unchecked Sendable {
         self.segmentLimit = segmentLimit
         if mkdir(directory, 0o700) == 0 {
             // The directory entry itself must survive a crash before any segment does.
-            try Self.syncDirectory((directory as NSString).deletingLastPathComponent)
+            let parent = (directory as NSString).deletingLastPathComponent
+            try Self.syncDirectory(parent.isEmpty ? "." : parent)
         } else if errno != EEXIST {
             throw .cannotOpen(path: directory, reason: String(cString: strerror(errno)))
         }
