@@ -30,7 +30,10 @@ extension RawStatement {
 ///
 /// Why: a payload in SQLite is written twice per node (into the WAL, then by the
 /// checkpoint into the database file), and the page-cache copies of those writes were
-/// most of the CPU time of a node moving 1 MiB messages. A segment takes each byte once.
+/// the largest cost of a node moving 1 MiB messages. A segment takes each byte once. That
+/// alone saved no CPU in `Scripts/bench node --only large` (the WAL's pages are reused,
+/// a segment's are new, see `cacheWindow`); with `cacheWindow` both nodes together spent
+/// 6.2-7.9 s of CPU per 1,000 MiB instead of 8.8-9.1 s.
 ///
 /// Durability order, inside the SQLite write transaction that references the payloads
 /// (which also keeps two stores on one file from appending at the same offset): the
