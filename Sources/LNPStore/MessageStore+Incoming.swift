@@ -74,6 +74,14 @@ extension MessageStore {
             var inBlocks: [(message: Int, row: Int64)] = []
             inBlocks.reserveCapacity(messages.count)
             var large: [(message: Int, row: Int64)] = []
+            // Payloads for segment files, with or without a sequence number: appended
+            // together after this loop, then their rows inserted. Those without one were
+            // checked against the store and the batch here, as their insert cannot be the
+            // check (the payload would already be written).
+            var external: [(message: Int, row: Int64)] = []
+            var externalUnsequencedIDs: Set<[UInt8]> = []
+            let heldUnsequenced = try RawStatement(db, "SELECT 1 FROM incoming WHERE sender = ? AND id = ? AND seq IS NULL")
+            heldUnsequenced.bind(1, node.ref)
             var duplicates = 0
             for (index, message) in messages.enumerated() {
                 if let seq = seqs[index] {
@@ -81,11 +89,22 @@ extension MessageStore {
                         duplicates += 1
                         continue
                     }
-                    if message.payload.count <= Self.copiedPayloadLimit {
+                    if isExternal(message.payload) {
+                        external.append((index, nextRow))
+                    } else if message.payload.count <= Self.copiedPayloadLimit {
                         inBlocks.append((index, nextRow))
                     } else {
                         large.append((index, nextRow))
                     }
+                } else if isExternal(message.payload) || externalUnsequencedIDs.contains(message.id) {
+                    heldUnsequenced.bind(2, message.id)
+                    let held = try heldUnsequenced.step()
+                    heldUnsequenced.reset()
+                    guard !held, externalUnsequencedIDs.insert(message.id).inserted, isExternal(message.payload) else {
+                        duplicates += 1
+                        continue
+                    }
+                    external.append((index, nextRow))
                 } else {
                     try beforeRow(index)
                     unsequenced.bind(3, nextRow)
@@ -118,6 +137,24 @@ extension MessageStore {
                 insert.single.bind(5, seqs[index])
                 insert.single.bind(6, Int64(messages[index].type))
                 try insert.single.withBorrowed(7, messages[index].payload) { try insert.single.run() }
+            }
+            if !external.isEmpty {
+                let locations = try appendPayloads(db, external.map { messages[$0.message].payload })
+                let referring = try RawStatement(db, """
+                    INSERT INTO incoming (sender, received_at, row, id, seq, type, payload, payload_segment, payload_offset, payload_length)
+                    VALUES (?, ?, ?, ?, ?, ?, X'', ?, ?, ?)
+                    """)
+                referring.bind(1, node.ref)
+                referring.bind(2, receivedMillis)
+                for ((index, row), location) in zip(external, locations) {
+                    try beforeRow(index)
+                    referring.bind(3, row)
+                    referring.bind(4, messages[index].id)
+                    referring.bind(5, seqs[index])
+                    referring.bind(6, Int64(messages[index].type))
+                    referring.bind(7, location)
+                    try referring.run()
+                }
             }
             try tracker.save(initial: node.inContiguous)
             if let first = stored.first?.rowID, let last = stored.last?.rowID {
@@ -167,7 +204,7 @@ extension MessageStore {
         return try reading { db in
             var rows: [StoredIncoming] = []
             let select = try RawStatement(db, """
-                SELECT row, sender, id, seq, type, received_at, payload FROM incoming
+                SELECT row, sender, id, seq, type, received_at, payload, payload_segment, payload_offset, payload_length FROM incoming
                 WHERE row > ? AND row <= ? ORDER BY row LIMIT ?
                 """)
             defer { select.reset() }
@@ -217,7 +254,7 @@ extension MessageStore {
             }
             rows.append(StoredIncoming(
                 rowID: select.int64(0), id: select.blob(2), sender: lastKey!,
-                seq: seq.map { UInt64($0) }, type: type, payload: select.blob(6),
+                seq: seq.map { UInt64($0) }, type: type, payload: try payload(select, blob: 6, location: 7),
                 receivedAt: Millis.date(select.int64(5))))
         }
     }

@@ -52,14 +52,20 @@ extension MessageStore {
             batch.bind(3, node.key(node.outLastSeq + Int64(messages.count)))
             try batch.run()
 
-            // Small payloads in blocks of rows, each copied once into SQLite; large ones one
+            // The largest payloads go to segment files first, durably, so the rows that
+            // refer to them commit after them (see `PayloadSegments`).
+            let external = messages.indices.filter { isExternal(messages[$0].payload) }
+            let locations = try appendPayloads(db, external.map { messages[$0].payload })
+            // Small payloads in blocks of rows, each copied once into SQLite; larger ones one
             // by one, bound in place.
             let insert = try BlockInsert(db, Self.insertOutgoing)
             insert.bindShared { statement in
                 statement.bind(1, createdMillis)
                 statement.bind(2, expiresMillis)
             }
-            let small = messages.indices.filter { messages[$0].payload.count <= Self.copiedPayloadLimit }
+            let small = messages.indices.filter {
+                messages[$0].payload.count <= Self.copiedPayloadLimit && !isExternal(messages[$0].payload)
+            }
             try insert.insert(count: small.count) { statement, parameter, row in
                 let index = small[row]
                 try beforeRow(index)
@@ -68,8 +74,25 @@ extension MessageStore {
                 statement.bind(parameter + 2, Int64(messages[index].type))
                 statement.bind(parameter + 3, messages[index].payload)
             }
-            if small.count < messages.count {
-                for index in messages.indices where messages[index].payload.count > Self.copiedPayloadLimit {
+            if !external.isEmpty {
+                let referring = try RawStatement(db, """
+                    INSERT INTO outgoing (created_at, expires_at, key, id, type, payload, payload_segment, payload_offset, payload_length)
+                    VALUES (?, ?, ?, ?, ?, X'', ?, ?, ?)
+                    """)
+                referring.bind(1, createdMillis)
+                referring.bind(2, expiresMillis)
+                for (index, location) in zip(external, locations) {
+                    try beforeRow(index)
+                    referring.bind(3, node.key(node.outLastSeq + 1 + Int64(index)))
+                    referring.bind(4, ids[index])
+                    referring.bind(5, Int64(messages[index].type))
+                    referring.bind(6, location)
+                    try referring.run()
+                }
+            }
+            if small.count + external.count < messages.count {
+                for index in messages.indices
+                where messages[index].payload.count > Self.copiedPayloadLimit && !isExternal(messages[index].payload) {
                     try beforeRow(index)
                     insert.single.bind(3, node.key(node.outLastSeq + 1 + Int64(index)))
                     insert.single.bind(4, ids[index])
@@ -162,7 +185,7 @@ extension MessageStore {
         return try reading { db in
             guard let node = try node(db, recipient, create: false), node.outSlot != nil else { return [] }
             let select = try RawStatement(db, """
-                SELECT key, id, type, created_at, expires_at, payload FROM outgoing
+                SELECT key, id, type, created_at, expires_at, payload, payload_segment, payload_offset, payload_length FROM outgoing
                 WHERE key > ? AND key <= ? AND state = 0
                 ORDER BY key LIMIT ?
                 """)
@@ -179,7 +202,7 @@ extension MessageStore {
                 }
                 rows.append(StoredOutgoing(
                     id: select.blob(1), recipient: recipient, seq: UInt64(seq), type: type,
-                    payload: select.blob(5), createdAt: Millis.date(select.int64(3)),
+                    payload: try payload(select, blob: 5, location: 6), createdAt: Millis.date(select.int64(3)),
                     expiresAt: select.optionalInt64(4).map(Millis.date), state: .queued, link: nil))
             }
             guard let first = rows.first?.seq, let last = rows.last?.seq else { return rows }
@@ -274,7 +297,8 @@ extension MessageStore {
         return try reading { db in
             guard let rowKey = try locate(db, id: id) else { return nil }
             let select = try RawStatement(db, """
-                SELECT type, created_at, expires_at, state, payload, out_delivered_through, ref
+                SELECT type, created_at, expires_at, state, payload, out_delivered_through, ref,
+                       payload_segment, payload_offset, payload_length
                 FROM outgoing JOIN node ON node.out_slot = outgoing.key >> \(OutgoingKey.seqBits)
                 WHERE outgoing.key = ?
                 """)
@@ -297,7 +321,7 @@ extension MessageStore {
             }
             return StoredOutgoing(
                 id: id, recipient: try key(db, ref: ref), seq: UInt64(seq), type: type,
-                payload: select.blob(4), createdAt: Millis.date(select.int64(1)),
+                payload: try payload(select, blob: 4, location: 7), createdAt: Millis.date(select.int64(1)),
                 expiresAt: select.optionalInt64(2).map(Millis.date), state: state, link: range?.link)
         }
     }

@@ -7,9 +7,19 @@ import GRDB
 /// every extra per-message index costs about 0.5 µs per message on the build machines,
 /// against a budget of 2 µs (see `BenchmarkTests`).
 enum Schema {
-    static var migrator: DatabaseMigrator {
+    static var migrator: DatabaseMigrator { migrator(through: nil) }
+
+    /// The migrations up to and including `last` (all when nil): a test builds a file as an
+    /// earlier version left it.
+    static func migrator(through last: String?) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
+        var done = false
+        func register(_ identifier: String, _ migrate: @escaping @Sendable (Database) throws -> Void) {
+            guard !done else { return }
+            migrator.registerMigration(identifier, migrate: migrate)
+            done = identifier == last
+        }
+        register("v1") { db in
             try db.execute(sql: """
                 -- Every node we send to, receive from or peer with, and the sequence state of
                 -- both directions. Node rows are never deleted, so `ref` is stable.
@@ -107,7 +117,7 @@ enum Schema {
                 ) STRICT;
                 """)
         }
-        migrator.registerMigration("v2-spool-receipts") { db in
+        register("v2-spool-receipts") { db in
             try db.execute(sql: """
                 -- Nodes whose messages came in by spool and the receipts we owe them for the
                 -- way back (see MessageStore+Spool). A receipt is owed when messages came
@@ -117,6 +127,29 @@ enum Schema {
                     node INTEGER PRIMARY KEY REFERENCES node (ref),
                     owed INTEGER NOT NULL,
                     exported_through INTEGER NOT NULL DEFAULT 0
+                ) STRICT;
+                """)
+        }
+        register("v3-payload-segments") { db in
+            try db.execute(sql: """
+                -- Payloads of at least MessageStore.externalPayloadThreshold bytes live in
+                -- segment files (see PayloadSegments): such a row holds an empty `payload`
+                -- and the payload's segment, offset and length; the three are NULL for a
+                -- payload held inline. Rows are never deleted, so nothing in a segment is
+                -- ever freed: a migration that deletes rows must also collect segments.
+                ALTER TABLE outgoing ADD COLUMN payload_segment INTEGER;
+                ALTER TABLE outgoing ADD COLUMN payload_offset INTEGER;
+                ALTER TABLE outgoing ADD COLUMN payload_length INTEGER;
+                ALTER TABLE incoming ADD COLUMN payload_segment INTEGER;
+                ALTER TABLE incoming ADD COLUMN payload_offset INTEGER;
+                ALTER TABLE incoming ADD COLUMN payload_length INTEGER;
+
+                -- Each segment file and the end of what committed transactions wrote into
+                -- it: bytes past committed_end belong to a transaction that never
+                -- committed, and the next append writes over them.
+                CREATE TABLE payload_segment (
+                    id INTEGER PRIMARY KEY,
+                    committed_end INTEGER NOT NULL
                 ) STRICT;
                 """)
         }

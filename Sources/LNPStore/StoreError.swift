@@ -17,6 +17,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case corruptRow(String)
     /// The database was written by a newer version of this program.
     case unknownSchema(String)
+    /// A payload kept in a segment file (see `PayloadSegments`) is missing or cut short.
+    case payloadUnreadable(path: String, offset: Int64, length: Int, reason: String)
+    /// A payload could not be written to, or made durable in, its segment file.
+    case payloadWriteFailed(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -40,6 +44,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "the message store holds a damaged row: \(what)"
         case let .unknownSchema(detail):
             "the message store was written by a newer version of LNP Node: \(detail)"
+        case let .payloadUnreadable(path, offset, length, reason):
+            "the payload of a stored message (\(length) bytes at offset \(offset) of \(path)) cannot be read: \(reason)"
+        case let .payloadWriteFailed(path, reason):
+            "cannot write message payloads to \(path): \(reason)"
         }
     }
 }

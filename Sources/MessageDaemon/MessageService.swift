@@ -253,7 +253,14 @@ actor MessageEngine {
                 answerOffEngine(waiter, isNew: true)
             case .status:
                 let request = try StatusRequest.decode(message.payload)
-                guard let message = try? store.status(of: request.id) else {
+                let found: StoredOutgoing?
+                do {
+                    found = try store.status(of: request.id)
+                } catch {
+                    logger.error("msgd: cannot read the status of \(Hex.encode(request.id)): \(error)")
+                    return responder.fail(code: RPCErrorCode.storage.rawValue, message: "the node could not read the message: \(error)")
+                }
+                guard let message = found else {
                     return responder.fail(code: RPCErrorCode.unknownMessage.rawValue, message: "no message with id \(Hex.encode(request.id)) was sent from this node")
                 }
                 responder.reply(StatusReply(id: message.id, recipient: message.recipient, state: message.state.description,
@@ -281,9 +288,13 @@ actor MessageEngine {
     /// that finds nothing comes back to the engine, which checks once more before it
     /// parks it, so no store in between goes unnoticed.
     private nonisolated func answerOffEngine(_ waiter: RecvWaiter, isNew: Bool) {
-        let store = self.store
+        let store = self.store, logger = self.logger
         Task.detached { [self] in
-            let found = Self.incoming(store, for: waiter.request)
+            let found: [IncomingRecord]
+            switch Self.incoming(store, for: waiter.request) {
+            case let .success(records): found = records
+            case let .failure(error): return Self.fail(waiter, error, logger)
+            }
             if !found.isEmpty || waiter.request.waitMilliseconds == 0 || waiter.deadline <= .now {
                 waiter.responder.reply(IncomingList(messages: found).encoded())
             } else {
@@ -293,13 +304,26 @@ actor MessageEngine {
     }
 
     private func park(_ waiter: RecvWaiter, isNew: Bool) {
-        let found = Self.incoming(store, for: waiter.request)
+        let found: [IncomingRecord]
+        switch Self.incoming(store, for: waiter.request) {
+        case let .success(records): found = records
+        case let .failure(error): return Self.fail(waiter, error, logger)
+        }
         guard found.isEmpty else { return waiter.responder.reply(IncomingList(messages: found).encoded()) }
         waiters.append(waiter)
         if isNew { scheduleWaiterTimeout(after: .milliseconds(Int64(waiter.request.waitMilliseconds))) }
     }
 
-    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> [IncomingRecord] {
+    /// A row the store cannot read (a damaged payload segment) fails this `recv` with the
+    /// store's sentence; msgd goes on serving everything else.
+    private static func fail(_ waiter: RecvWaiter, _ error: StoreError, _ logger: Logger) {
+        logger.error("msgd: cannot read received messages: \(error)")
+        waiter.responder.fail(code: RPCErrorCode.storage.rawValue, message: "the node could not read received messages: \(error)")
+    }
+
+    /// The reply's messages; an error only if not even the first could be read (the
+    /// messages before a damaged one still go out, and the next `recv` reports it).
+    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> Result<[IncomingRecord], StoreError> {
         let limit = Int(min(request.limit == 0 ? 10_000 : request.limit, 10_000))
         var records: [IncomingRecord] = []
         var bytes = 0
@@ -308,9 +332,14 @@ actor MessageEngine {
         // past the byte cap: a page of 256 rows of 1 MiB would read 256 MiB for a 32 MiB reply.
         var pageSize = min(16, limit)
         while records.count < limit {
-            let page = (try? store.incoming(afterRowID: after, from: request.from, limit: pageSize)) ?? []
+            let page: [StoredIncoming]
+            do {
+                page = try store.incoming(afterRowID: after, from: request.from, limit: pageSize)
+            } catch {
+                return records.isEmpty ? .failure(error) : .success(records)
+            }
             for row in page {
-                if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return records }
+                if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return .success(records) }
                 bytes += row.payload.count
                 records.append(IncomingRecord(rowID: UInt64(row.rowID), id: row.id, from: row.sender, type: row.type, payload: row.payload,
                                               receivedAtMicros: UInt64(row.receivedAt.timeIntervalSince1970 * 1_000_000)))
@@ -321,7 +350,7 @@ actor MessageEngine {
             // Small messages in few pages: each page is a read transaction of its own.
             pageSize = max(1, min(4_096, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
         }
-        return records
+        return .success(records)
     }
 
     private func scheduleWaiterTimeout(after delay: Duration) {

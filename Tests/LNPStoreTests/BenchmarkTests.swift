@@ -175,4 +175,37 @@ import Testing
             #expect(bytes == count * megabyte)
         }
     }
+
+    /// What picked `MessageStore.defaultExternalPayloadThreshold`: CPU time (the process,
+    /// so SQLite's checkpoint thread too, up to `close`, which checkpoints what is left) and
+    /// wall time to enqueue 96 MiB in 32 MiB transactions, payloads inline in SQLite vs in
+    /// segment files, per payload size. Only with `LNP_STORE_BENCH_THRESHOLD=1`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["LNP_STORE_BENCH_THRESHOLD"] == "1"))
+    func payloadThreshold() throws {
+        let total = 96 << 20, group = 32 << 20
+        for size in [4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 1 << 20] {
+            let payload = SecureRandom.bytes(size)
+            for (mode, threshold) in [("inline", Int.max), ("segment", 0)] {
+                try withTemporaryDirectory { dir in
+                    let store = try MessageStore(path: dir + "/bench-threshold.sqlite", externalPayloadThreshold: threshold)
+                    let recipient = newKey()
+                    let messages = Array(repeating: (type: UInt16(1), payload: payload), count: group / size)
+                    let timing = try time {
+                        for _ in 0..<(total / group) { _ = try store.enqueue(to: recipient, messages: messages) }
+                        try store.close()
+                    }
+                    // One message per transaction: a segment adds an fdatasync to each.
+                    let single = try MessageStore(path: dir + "/bench-single.sqlite", externalPayloadThreshold: threshold)
+                    let singles = 200
+                    let latency = try time {
+                        for _ in 0..<singles { _ = try single.enqueue(to: recipient, messages: [(type: 1, payload: payload)]) }
+                    }
+                    try single.close()
+                    print(String(format: "store.threshold %7d B %@: cpu %.3f s/GB, wall %.0f MB/s; one per transaction %.2f ms",
+                                 size, mode, timing.cpu / Double(total) * 1e9, Double(total) / 1e6 / timing.wall,
+                                 latency.wall / Double(singles) * 1e3))
+                }
+            }
+        }
+    }
 }

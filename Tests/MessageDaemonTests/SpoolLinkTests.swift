@@ -67,6 +67,28 @@ import Testing
         }
     }
 
+    /// Payloads kept in segment files on the sender go out in bundles and land in the
+    /// receiver's segment files, byte for byte.
+    @Test func largeMessagesGoThroughTheSpoolIntoSegmentFiles() throws {
+        try withDirectory { root in
+            let a = try side(root, "a"), b = try side(root, "b")
+            let payloads = [SecureRandom.bytes(3 << 20), SecureRandom.bytes(100), SecureRandom.bytes(MessageStore.defaultExternalPayloadThreshold),
+                            SecureRandom.bytes(1 << 20)]
+            let sent = try a.store.enqueue(to: b.key.publicKey, messages: payloads.map { (UInt16(32769), $0) })
+            let stick = try folder(root, "stick")
+            let exported = try a.link.export(SpoolExportRequest(directory: stick, peer: nil))
+            #expect(exported.messages == 4)
+            let imported = try b.link.importBundles(SpoolImportRequest(directory: stick))
+            #expect(imported.messagesStored == 4 && imported.problems.isEmpty)
+            let got = try b.store.incoming(afterRowID: 0, from: nil, limit: 10)
+            #expect(got.map(\.id) == sent.map(\.id))
+            #expect(got.map(\.payload) == payloads)
+            let segments = MessageStore.payloadDirectory(forDatabaseAt: root + "/b/node.sqlite") + "/00000001.seg"
+            let size = (try FileManager.default.attributesOfItem(atPath: segments)[.size] as! NSNumber).intValue
+            #expect(size == payloads.reduce(0) { $0 + $1.count } - 100)
+        }
+    }
+
     @Test func aLostReceiptIsWrittenAgainWhenTheSenderRetries() throws {
         try withDirectory { root in
             let a = try side(root, "a"), b = try side(root, "b")
