@@ -378,6 +378,44 @@ public struct IncomingList: RPCPayload, Equatable {
     }
 }
 
+/// Encodes an `IncomingList` one message at a time from borrowed bytes, with the same
+/// result as `IncomingList(messages:).encoded()`: msgd writes `recv` replies straight from
+/// the store's rows, without an `IncomingRecord` (two arrays, a key copy) per message.
+public struct IncomingListBuilder {
+    private var writer: WireWriter
+    public private(set) var count = 0
+
+    public init(capacity: Int = 0) {
+        writer = WireWriter(capacity: capacity)
+        writer.writeU32(0)
+    }
+
+    /// Payload and header bytes so far.
+    public var byteCount: Int { writer.bytes.count }
+
+    public mutating func append(
+        rowID: UInt64, id: UnsafeRawBufferPointer, from sender: PublicKey, type: UInt16,
+        payload: UnsafeRawBufferPointer, receivedAtMicros: UInt64
+    ) {
+        writer.writeU64(rowID)
+        writer.bytes.append(contentsOf: id)
+        writer.writeNodeID(sender)
+        writer.writeU16(type)
+        writer.writeU32(UInt32(payload.count))
+        writer.bytes.append(contentsOf: payload)
+        writer.writeU64(receivedAtMicros)
+        count += 1
+    }
+
+    /// The encoded list.
+    public func finish() -> [UInt8] {
+        var bytes = writer.bytes
+        let count = UInt32(self.count)
+        for index in 0..<4 { bytes[index] = UInt8(truncatingIfNeeded: count >> (24 - 8 * index)) }
+        return bytes
+    }
+}
+
 public struct StatusRequest: RPCPayload, Equatable {
     public var id: [UInt8]
     public init(id: [UInt8]) { self.id = id }

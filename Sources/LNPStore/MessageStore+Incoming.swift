@@ -200,9 +200,27 @@ extension MessageStore {
     /// Stored inbound messages with a row id above `afterRowID`, oldest first, from
     /// `sender` only or from everyone.
     public func incoming(afterRowID: Int64, from sender: PublicKey?, limit: Int) throws(StoreError) -> [StoredIncoming] {
-        guard limit > 0 else { return [] }
+        var rows: [StoredIncoming] = []
+        _ = try visitIncoming(afterRowID: afterRowID, from: sender, limit: limit) { row in
+            rows.append(StoredIncoming(
+                rowID: row.rowID, id: Array(row.id), sender: row.sender, seq: row.seq, type: row.type,
+                payload: Array(row.payload), receivedAt: Millis.date(row.receivedAtMillis)))
+            return true
+        }
+        return rows
+    }
+
+    /// Visits what `incoming(afterRowID:from:limit:)` returns, one row at a time and without
+    /// copying it: a `recv` reply is encoded straight from SQLite's row (or the segment
+    /// read), with no arrays and key copies per message in between. `visit` returns false to
+    /// stop; the row it was given then does not count. Returns how many rows it took. A
+    /// payload that cannot be read throws, after the rows before it were visited.
+    public func visitIncoming(
+        afterRowID: Int64, from sender: PublicKey?, limit: Int, _ visit: (IncomingRowView) -> Bool
+    ) throws(StoreError) -> Int {
+        guard limit > 0 else { return 0 }
         return try reading { db in
-            var rows: [StoredIncoming] = []
+            var taken = 0
             let select = try RawStatement(db, """
                 SELECT row, sender, id, seq, type, received_at, payload, payload_segment, payload_offset, payload_length FROM incoming
                 WHERE row > ? AND row <= ? ORDER BY row LIMIT ?
@@ -212,10 +230,10 @@ extension MessageStore {
                 select.bind(1, afterRowID)
                 select.bind(2, Int64.max)
                 select.bind(3, Int64(min(limit, Int(Int32.max))))
-                try readIncoming(db, select, into: &rows, onlyFrom: nil)
-                return rows
+                _ = try visitRows(db, select, onlyFrom: nil, limit: limit, taken: &taken, visit)
+                return taken
             }
-            guard let node = try node(db, sender, create: false) else { return [] }
+            guard let node = try node(db, sender, create: false) else { return 0 }
             // The sender's batches that end past the cursor, each a run of consecutive rows.
             let batches = try RawStatement(db, """
                 SELECT first_row, last_row FROM incoming_batch
@@ -224,23 +242,25 @@ extension MessageStore {
             defer { batches.reset() }
             batches.bind(1, node.ref)
             batches.bind(2, afterRowID)
-            while rows.count < limit, try batches.step() {
+            while taken < limit, try batches.step() {
                 select.bind(1, max(afterRowID, batches.int64(0) - 1))
                 select.bind(2, batches.int64(1))
-                select.bind(3, Int64(min(limit - rows.count, Int(Int32.max))))
-                try readIncoming(db, select, into: &rows, onlyFrom: node.ref)
+                select.bind(3, Int64(min(limit - taken, Int(Int32.max))))
+                guard try visitRows(db, select, onlyFrom: node.ref, limit: limit, taken: &taken, visit) else { break }
                 select.reset()
             }
-            return rows
+            return taken
         }
     }
 
-    private func readIncoming(
-        _ db: Database, _ select: RawStatement, into rows: inout [StoredIncoming], onlyFrom sender: Int64?
-    ) throws {
+    /// Steps `select` and lends each row to `visit`; false once `visit` said stop.
+    private func visitRows(
+        _ db: Database, _ select: RawStatement, onlyFrom sender: Int64?, limit: Int, taken: inout Int,
+        _ visit: (IncomingRowView) -> Bool
+    ) throws -> Bool {
         var lastRef: Int64 = -1
         var lastKey: PublicKey? = nil
-        while try select.step() {
+        while taken < limit, try select.step() {
             let ref = select.int64(1)
             if let sender, ref != sender { continue }
             if ref != lastRef {
@@ -252,12 +272,37 @@ extension MessageStore {
             guard let type = UInt16(exactly: type), (seq ?? 1) >= 1 else {
                 throw StoreError.corruptRow("incoming message \(select.int64(0)) with type \(type), seq \(seq ?? 0)")
             }
-            rows.append(StoredIncoming(
-                rowID: select.int64(0), id: select.blob(2), sender: lastKey!,
-                seq: seq.map { UInt64($0) }, type: type, payload: try payload(select, blob: 6, location: 7),
-                receivedAt: Millis.date(select.int64(5))))
+            let rowID = select.int64(0), receivedAt = select.int64(5)
+            func lend(_ payload: UnsafeRawBufferPointer) -> Bool {
+                select.withBlob(2) { id in
+                    visit(IncomingRowView(rowID: rowID, id: id, sender: lastKey!, seq: seq.map { UInt64($0) }, type: type,
+                                          payload: payload, receivedAtMillis: receivedAt))
+                }
+            }
+            let accepted: Bool
+            if select.isNull(7) {
+                accepted = select.withBlob(6, lend)
+            } else {
+                accepted = try payload(select, blob: 6, location: 7).withUnsafeBytes(lend)
+            }
+            guard accepted else { return false }
+            taken += 1
         }
+        return true
     }
+}
+
+/// One received message lent to the visitor of `MessageStore.visitIncoming`: `id` and
+/// `payload` point into the store's row or read buffer and are valid only during the call.
+public struct IncomingRowView {
+    public let rowID: Int64
+    public let id: UnsafeRawBufferPointer
+    public let sender: PublicKey
+    public let seq: UInt64?
+    public let type: UInt16
+    public let payload: UnsafeRawBufferPointer
+    /// Milliseconds since the Unix epoch, as stored.
+    public let receivedAtMillis: Int64
 }
 
 /// The receiving side's view of one sender's sequence numbers inside a write transaction:

@@ -121,6 +121,16 @@ struct RawStatement {
     @inline(__always)
     func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
 
+    /// Lends the column's bytes without copying them; valid until the next step or reset.
+    @inline(__always)
+    func withBlob<R>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        // Ask for the pointer first: sqlite3_column_bytes is only valid after the conversion.
+        let pointer = sqlite3_column_blob(handle, column)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard let pointer, count > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
     @inline(__always)
     func blob(_ column: Int32) -> [UInt8] {
         // Ask for the pointer first: sqlite3_column_bytes is only valid after the conversion.

@@ -290,13 +290,13 @@ actor MessageEngine {
     private nonisolated func answerOffEngine(_ waiter: RecvWaiter, isNew: Bool) {
         let store = self.store, logger = self.logger
         Task.detached { [self] in
-            let found: [IncomingRecord]
+            let found: IncomingReply
             switch Self.incoming(store, for: waiter.request) {
-            case let .success(records): found = records
+            case let .success(reply): found = reply
             case let .failure(error): return Self.fail(waiter, error, logger)
             }
-            if !found.isEmpty || waiter.request.waitMilliseconds == 0 || waiter.deadline <= .now {
-                waiter.responder.reply(IncomingList(messages: found).encoded())
+            if found.count > 0 || waiter.request.waitMilliseconds == 0 || waiter.deadline <= .now {
+                waiter.responder.reply(found.bytes)
             } else {
                 await self.park(waiter, isNew: isNew)
             }
@@ -304,12 +304,12 @@ actor MessageEngine {
     }
 
     private func park(_ waiter: RecvWaiter, isNew: Bool) {
-        let found: [IncomingRecord]
+        let found: IncomingReply
         switch Self.incoming(store, for: waiter.request) {
-        case let .success(records): found = records
+        case let .success(reply): found = reply
         case let .failure(error): return Self.fail(waiter, error, logger)
         }
-        guard found.isEmpty else { return waiter.responder.reply(IncomingList(messages: found).encoded()) }
+        guard found.count == 0 else { return waiter.responder.reply(found.bytes) }
         waiters.append(waiter)
         if isNew { scheduleWaiterTimeout(after: .milliseconds(Int64(waiter.request.waitMilliseconds))) }
     }
@@ -321,36 +321,32 @@ actor MessageEngine {
         waiter.responder.fail(code: RPCErrorCode.storage.rawValue, message: "the node could not read received messages: \(error)")
     }
 
-    /// The reply's messages; an error only if not even the first could be read (the
-    /// messages before a damaged one still go out, and the next `recv` reports it).
-    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> Result<[IncomingRecord], StoreError> {
+    /// A `recv` reply, encoded; `count` messages.
+    struct IncomingReply {
+        var bytes: [UInt8]
+        var count: Int
+    }
+
+    /// The reply to `request`, encoded straight from the store's rows (see
+    /// `MessageStore.visitIncoming`); an error only if not even the first message could be
+    /// read (the messages before a damaged one still go out, and the next `recv` reports
+    /// it). At most `recvReplyBytes` of payload, and always at least one message.
+    private static func incoming(_ store: MessageStore, for request: RecvRequest) -> Result<IncomingReply, StoreError> {
         let limit = Int(min(request.limit == 0 ? 10_000 : request.limit, 10_000))
-        var records: [IncomingRecord] = []
-        var bytes = 0
-        var after = Int64(clamping: request.afterRowID)
-        // Read in pages sized by the payloads seen so far, so large messages never pile up
-        // past the byte cap: a page of 256 rows of 1 MiB would read 256 MiB for a 32 MiB reply.
-        var pageSize = min(16, limit)
-        while records.count < limit {
-            let page: [StoredIncoming]
-            do {
-                page = try store.incoming(afterRowID: after, from: request.from, limit: pageSize)
-            } catch {
-                return records.isEmpty ? .failure(error) : .success(records)
+        var reply = IncomingListBuilder(capacity: 64 * 1024)
+        var payloadBytes = 0
+        do {
+            _ = try store.visitIncoming(afterRowID: Int64(clamping: request.afterRowID), from: request.from, limit: limit) { row in
+                if reply.count > 0 && payloadBytes + row.payload.count > Self.recvReplyBytes { return false }
+                payloadBytes += row.payload.count
+                reply.append(rowID: UInt64(row.rowID), id: row.id, from: row.sender, type: row.type, payload: row.payload,
+                             receivedAtMicros: UInt64(clamping: row.receivedAtMillis) &* 1_000)
+                return true
             }
-            for row in page {
-                if !records.isEmpty && bytes + row.payload.count > Self.recvReplyBytes { return .success(records) }
-                bytes += row.payload.count
-                records.append(IncomingRecord(rowID: UInt64(row.rowID), id: row.id, from: row.sender, type: row.type, payload: row.payload,
-                                              receivedAtMicros: UInt64(row.receivedAt.timeIntervalSince1970 * 1_000_000)))
-            }
-            guard page.count == pageSize, let last = page.last else { break }
-            after = last.rowID
-            let averageSize = max(64, bytes / max(records.count, 1))
-            // Small messages in few pages: each page is a read transaction of its own.
-            pageSize = max(1, min(4_096, limit - records.count, (Self.recvReplyBytes - bytes) / averageSize))
+        } catch {
+            if reply.count == 0 { return .failure(error) }
         }
-        return .success(records)
+        return .success(IncomingReply(bytes: reply.finish(), count: reply.count))
     }
 
     private func scheduleWaiterTimeout(after delay: Duration) {

@@ -79,6 +79,29 @@ import Testing
         #expect(throws: WireError.self) { try IncomingList.decode(bytes) }
     }
 
+    /// msgd builds `recv` replies from borrowed row bytes; the result must be the list's
+    /// own encoding, byte for byte, empty lists and empty payloads included.
+    @Test func incomingListBuilderEncodesAsTheList() throws {
+        let other = PrivateKey.generate().publicKey
+        let records = [key, other, other].enumerated().map { index, sender in
+            IncomingRecord(rowID: UInt64(index + 7), id: SecureRandom.bytes(16), from: sender, type: UInt16(32769 + index),
+                           payload: SecureRandom.bytes(index * 300), receivedAtMicros: 1_700_000_000_123_000 + UInt64(index))
+        }
+        for prefix in 0...records.count {
+            var builder = IncomingListBuilder()
+            for record in records.prefix(prefix) {
+                record.id.withUnsafeBytes { id in
+                    record.payload.withUnsafeBytes { payload in
+                        builder.append(rowID: record.rowID, id: id, from: record.from, type: record.type, payload: payload,
+                                       receivedAtMicros: record.receivedAtMicros)
+                    }
+                }
+            }
+            #expect(builder.count == prefix)
+            #expect(builder.finish() == IncomingList(messages: Array(records.prefix(prefix))).encoded())
+        }
+    }
+
     @Test func peerMessagesDecodeInPlaceAsTheyDecodeCopied() throws {
         let event = PeerMessagesEvent(nodeID: key, messages: [[0x80, 0xE9, 1, 2, 3], [], [0x80, 0x01] + SecureRandom.bytes(300)])
         let bytes = event.encoded()
