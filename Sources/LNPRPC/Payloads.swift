@@ -344,10 +344,10 @@ public struct IncomingRecord: RPCPayload, Equatable {
         rowID = try reader.readU64(field: "row")
         id = try reader.readBytes(16, field: "id")
         let start = reader.offset
-        let sender = try reader.readBytes(33, field: "from")
-        if let previous = previousSender, previous.compressed == sender {
+        if let previous = previousSender, reader.skip(ifNextBytesEqual: previous.compressed) {
             from = previous
         } else {
+            let sender = try reader.readBytes(33, field: "from")
             guard let key = try? PublicKey(sender) else {
                 throw WireError(.invalidValue("not a valid secp256k1 public key"), offset: start, context: "from")
             }

@@ -125,6 +125,15 @@ public struct WireReader: Sendable {
         return sub
     }
 
+    /// Consumes `bytes` if they are exactly the next bytes; otherwise reads nothing.
+    /// Lets a decoder recognise a repeated value without copying it out first.
+    @inlinable
+    public mutating func skip(ifNextBytesEqual bytes: [UInt8]) -> Bool {
+        guard bytes.count <= remaining, storage[position..<(position + bytes.count)].elementsEqual(bytes) else { return false }
+        position += bytes.count
+        return true
+    }
+
     @inlinable
     public mutating func skip(_ count: Int, field: String = "bytes") throws(WireError) {
         try require(count, field: field)

@@ -36,6 +36,16 @@ struct PrimitiveTests {
         #expect(reader.offset == 1)
     }
 
+    @Test func skipIfNextBytesEqualConsumesOnlyAnExactMatch() throws {
+        var reader = WireReader([1, 2, 3, 4, 5])
+        var results: [Bool] = []
+        for candidate: [UInt8] in [[1, 3], [1, 2, 3, 4, 5, 6], [1, 2], [], [3, 4, 5], [0]] {
+            results.append(reader.skip(ifNextBytesEqual: candidate))
+        }
+        #expect(results == [false, false, true, true, true, false])
+        #expect(reader.isAtEnd)
+    }
+
     @Test func subReaderKeepsAbsoluteOffsets() throws {
         var reader = WireReader([0, 1, 2, 3, 4, 5])
         try reader.skip(2)
