@@ -292,7 +292,27 @@ public final class PeerService: Sendable {
 /// Collects inbound messages and publishes them in batches, one bus event per peer per
 /// flush: under load a flush carries thousands of messages, at idle it carries one.
 final class InboundBatcher: Sendable {
-    private let pending = LockedValue<(messages: [PublicKey: [[UInt8]]], order: [PublicKey], scheduled: Bool)>(([:], [], false))
+    /// Messages not yet published, per peer in order of each peer's first message.
+    private struct Pending: Sendable {
+        var peers: [PublicKey] = []
+        var batches: [[[UInt8]]] = []
+        /// Index into `peers` of each peer with a batch.
+        var index: [PublicKey: Int] = [:]
+        var scheduled = false
+
+        /// Where `peer`'s batch is; the last peer is checked first, since messages arrive
+        /// in runs from one link, which spares a hash of the key per message.
+        mutating func slot(for peer: PublicKey) -> Int {
+            if let last = peers.indices.last, peers[last] == peer { return last }
+            if let slot = index[peer] { return slot }
+            peers.append(peer)
+            batches.append([])
+            index[peer] = peers.count - 1
+            return peers.count - 1
+        }
+    }
+
+    private let pending = LockedValue(Pending())
     private let queue = DispatchQueue(label: "peerd.inbound")
     private let publish: @Sendable (BusMessage) -> Void
 
@@ -300,8 +320,8 @@ final class InboundBatcher: Sendable {
 
     func append(_ message: [UInt8], from: PublicKey) {
         let schedule = pending.withValue { state -> Bool in
-            if state.messages[from] == nil { state.order.append(from) }
-            state.messages[from, default: []].append(message)
+            let slot = state.slot(for: from)
+            state.batches[slot].append(message)
             if state.scheduled { return false }
             state.scheduled = true
             return true
@@ -321,13 +341,11 @@ final class InboundBatcher: Sendable {
 
     /// Publishes everything pending now, in arrival order per peer. Runs on `queue` only.
     private func flush() {
-        let (messages, order) = pending.withValue { state -> ([PublicKey: [[UInt8]]], [PublicKey]) in
-            let taken = (state.messages, state.order)
-            state = ([:], [], false)
-            return taken
+        let taken = pending.withValue { state -> Pending in
+            defer { state = Pending() }
+            return state
         }
-        for peer in order {
-            guard let batch = messages[peer] else { continue }
+        for (peer, batch) in zip(taken.peers, taken.batches) {
             publish(BusMessage(method: PeerEventType.messages.rawValue, payload: PeerMessagesEvent(nodeID: peer, messages: batch).encoded()))
         }
     }
