@@ -129,34 +129,6 @@ func expectExchange(_ node: Node, _ peer: Node, tag: Int) async throws {
     #expect(peer.events.messages(from: node.nodeID).last == customMessage(tag + 1))
 }
 
-/// The node key behind a slow keyd: each ECDH first blocks its thread for `delay`, as a
-/// `RemoteKeyAgreement` does while keyd is busy or far away. The ECDH itself is real.
-final class SlowKeyAgreement: StaticKeyAgreement {
-    let key: PrivateKey
-    private let state = NIOLockedValueBox((delay: Duration.zero, waiting: 0))
-
-    init(key: PrivateKey) { self.key = key }
-
-    var publicKey: PublicKey { key.publicKey }
-    /// How many calls are inside `sharedSecret` now.
-    var waiting: Int { state.withLockedValue { $0.waiting } }
-    func setDelay(_ delay: Duration) { state.withLockedValue { $0.delay = delay } }
-
-    func sharedSecret(with point: PublicKey) throws -> [UInt8] {
-        let delay = state.withLockedValue { state in
-            state.waiting += 1
-            return state.delay
-        }
-        defer { state.withLockedValue { $0.waiting -= 1 } }
-        // Sleeps in short steps so that lowering the delay releases a waiting call.
-        let start = ContinuousClock.now
-        while ContinuousClock.now - start < delay, state.withLockedValue({ $0.delay }) != .zero {
-            usleep(10_000)
-        }
-        return key.sharedSecret(with: point)
-    }
-}
-
 /// A peer made of a raw NIO socket and, once it has run the handshake itself, a bare
 /// `PeerSession`: it can send anything, including what a transport never would.
 final class RawPeer {
