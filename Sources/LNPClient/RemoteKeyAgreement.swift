@@ -9,9 +9,8 @@ import LNPRPC
 /// The handshake state machine is synchronous, so this blocks the calling thread until
 /// keyd answers or the timeout passes, which fails that handshake and nothing else. TCP
 /// and Tor links run handshake acts on a queue of their own, never on the event loop; a
-/// serial line on its own thread; spool work on msgd's. The UDP endpoint calls it on its
-/// event loop, which peerd gives UDP alone: one round trip (tens of microseconds inproc)
-/// stalls that socket's sessions, not the TCP and Tor links.
+/// serial line on its own thread; spool work on msgd's. The UDP endpoint still calls it on
+/// its event loop: one round trip (tens of microseconds inproc) stalls that loop.
 public final class RemoteKeyAgreement: StaticKeyAgreement {
     public let publicKey: PublicKey
     private let client: BusClient

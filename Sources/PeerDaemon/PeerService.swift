@@ -37,11 +37,6 @@ public final class PeerService: Sendable {
     private let transport: TCPTransport
     private let links: PeerLinks
     private let group: MultiThreadedEventLoopGroup
-    /// UDP's own event loop. Its endpoint runs every session of a socket in one state
-    /// machine, so a handshake's ECDH with the node key (in keyd, a bus round trip away)
-    /// happens on the loop; on a loop of its own, that wait stalls only UDP, never the
-    /// TCP and Tor links. (TCP moves its handshakes off its loop; see `PeerLinkHandler`.)
-    private let udpGroup: MultiThreadedEventLoopGroup
     private let store: MessageStore
     private let logger: Logger
     private let configuration: Configuration
@@ -85,11 +80,9 @@ public final class PeerService: Sendable {
             localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "serial" })) { event in
             Self.forward(event, through: linksBox, from: { $0.frameTransports.first { $0 is SerialTransport } }, inbound: inbound, logger: logger)
         }
-        let udpGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.udpGroup = udpGroup
         let udp = UDPTransport(configuration: UDPTransportConfiguration(
             localKey: keyAgreement, localInit: localInit, listen: configuration.listen.filter { $0.location.scheme == "udp" }),
-            group: udpGroup) { event in
+            group: group) { event in
             Self.forward(event, through: linksBox, from: { $0.frameTransports.first { $0 is UDPTransport } }, inbound: inbound, logger: logger)
         }
         let links = PeerLinks(tcp: transport, frameTransports: [udp, serial], torOnly: configuration.tor.torOnly)
@@ -173,7 +166,6 @@ public final class PeerService: Sendable {
         server.close()
         await links.shutdown()
         try? await group.shutdownGracefully()
-        try? await udpGroup.shutdownGracefully()
     }
 
     static func describe(_ address: SocketAddress) -> String {

@@ -1,9 +1,9 @@
-import Dispatch
 import LNPCrypto
 import LNPSession
 import LNPTransport
 import LNPWire
 import NIOCore
+import NIOPosix
 
 /// A batch of the owner's messages on its way through the pipeline; encrypted in
 /// `write`, on the event loop, so frames leave in nonce order.
@@ -52,8 +52,8 @@ final class PeerLinkHandler: ChannelDuplexHandler {
     private var isReady = false
     private var isClosing = false
     private var hasReportedClose = false
-    /// A handshake step (acts one to three) is running on the transport's handshake queue
-    /// with a copy of `core`; reads wait in `heldBytes` until it is back.
+    /// A handshake step (acts one to three) is running on NIO's blocking-work pool with a
+    /// copy of `core`; reads wait in `heldBytes` until it is back.
     private var handshakeStepInFlight = false
     private var heldBytes: [UInt8] = []
 
@@ -103,13 +103,21 @@ final class PeerLinkHandler: ChannelDuplexHandler {
         case .awaitingActOne, .awaitingActTwo, .awaitingActThree:
             handshakeStepInFlight = true
             let core = self.core
-            let handler = NIOLoopBound(self, eventLoop: eventLoop)
-            let eventLoop = self.eventLoop
-            transport.handshakeQueue.async {
+            // NIO's pool of threads for blocking work: its own threads, so a busy dispatch
+            // or concurrency pool cannot delay a handshake (nor a handshake them).
+            NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { () -> (PeerLinkCore, [PeerLinkCore.Action]) in
                 var stepping = core
                 let actions = stepping.receive(bytes, now: .now)
-                let stepped = stepping
-                eventLoop.execute { handler.value.handshakeStepFinished(stepped, actions) }
+                return (stepping, actions)
+            }.assumeIsolated().whenComplete { [self] result in
+                switch result {
+                case let .success((stepped, actions)):
+                    handshakeStepFinished(stepped, actions)
+                case let .failure(error):
+                    handshakeStepInFlight = false
+                    guard !isClosing, !hasReportedClose else { return }
+                    perform(self.core.close(.local("the handshake could not be run: \(error)")))
+                }
             }
         default:
             perform(core.receive(bytes, now: .now))

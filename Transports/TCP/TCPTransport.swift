@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -26,10 +25,6 @@ public final class TCPTransport: SessionTransport {
     private let logger: Logger
     private let policy: LinkPolicy
     private let state: NIOLockedValueBox<State>
-    /// Where handshake acts run (see `PeerLinkHandler.receive`). Serial: a slow keyd delays
-    /// the handshakes queued behind it, never the traffic of established links, and a flood
-    /// of act ones holds one thread, not one per connection.
-    let handshakeQueue = DispatchQueue(label: "lnp.tcp.handshake")
 
     public var linkKind: LinkKind { .stream }
 
