@@ -107,6 +107,9 @@ actor MessageEngine {
 
     /// What msgd knows of a connected peer.
     struct Link {
+        /// Numbers the peer's connections: a delivery run that was waiting on peerd when
+        /// its connection was replaced must not touch the new connection's state.
+        var generation: UInt64 = 0
         /// Speaks `lnp_message`/`lnp_ack`; otherwise messages go out as plain Lightning messages.
         var reliable: Bool
         var address: String
@@ -198,6 +201,8 @@ actor MessageEngine {
     private let writer: SendWriter
     private let logger: Logger
     private var links: [PublicKey: Link] = [:]
+    /// Generations handed out to `Link`s so far.
+    private var linkGenerations: UInt64 = 0
     /// Messages just stored, per recipient, so delivery need not read them back.
     private var outboxes: [PublicKey: Outbox] = [:]
     private var outboxBytes = 0
@@ -381,7 +386,8 @@ actor MessageEngine {
             case .connected:
                 let peer = try PeerRecord.decode(event.payload)
                 let reliable = FeatureVector(bytes: peer.features).supports(.lnpMessaging)
-                links[peer.nodeID] = Link(reliable: reliable, address: peer.address)
+                linkGenerations += 1
+                links[peer.nodeID] = Link(generation: linkGenerations, reliable: reliable, address: peer.address)
                 if reliable, let through = try? store.highestContiguousSeq(from: peer.nodeID), through > 0 {
                     // Tell a sender that restarted what we already hold, so it resends only the rest.
                     sendAck(to: peer.nodeID, through: through)
@@ -508,9 +514,10 @@ actor MessageEngine {
     /// Hands undelivered messages to peerd in batches while the peer is connected and
     /// its queue has room.
     private func deliver(to peer: PublicKey) async {
+        guard let generation = links[peer]?.generation else { return }
         var handedOver: (reliable: Bool, through: UInt64)?
         defer {
-            links[peer]?.delivering = false
+            if links[peer]?.generation == generation { links[peer]?.delivering = false }
             // Recorded once per run of batches, not per batch: "sent" is informational for
             // LNP peers (their acks mark delivery), and a plain peer's messages count as
             // delivered once written, the most we can know.
@@ -519,7 +526,7 @@ actor MessageEngine {
                               link: links[peer].map { Self.linkName(of: $0.address) }, for: peer)
             }
         }
-        while let link = links[peer], !link.blocked, !link.windowIsFull {
+        while let link = links[peer], link.generation == generation, !link.blocked, !link.windowIsFull {
             dropFromOutbox(peer, through: link.sentThroughSeq)
             var batch = outboxes[peer]?.batch(after: link.sentThroughSeq, limit: Self.maximumBatchCount, bytes: Self.batchBytes) ?? []
             if batch.isEmpty {
@@ -542,7 +549,11 @@ actor MessageEngine {
                 logger.notice("msgd: delivery to \(peer) paused: \(error)")
                 return
             }
-            guard links[peer] != nil else { return }
+            // The connection this batch went to may have been replaced meanwhile (the peer
+            // restarted): the new one starts from what the peer acknowledges, so this
+            // batch must not count as sent on it, or its messages would wait for a
+            // retransmission timeout behind later ones.
+            guard links[peer]?.generation == generation else { return }
             if reply.first == PeerSendOutcome.queueFull.rawValue {
                 links[peer]?.blocked = true
                 return

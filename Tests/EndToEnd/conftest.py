@@ -156,4 +156,8 @@ def nodes():
             node.stop()
         except Exception:
             pass
-    shutil.rmtree(root, ignore_errors=True)
+    # LNP_E2E_KEEP=1 keeps the nodes' data directories and logs for a look after a failure.
+    if os.environ.get("LNP_E2E_KEEP") == "1":
+        print(f"kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
