@@ -42,7 +42,11 @@ import Testing
                 let invalidElapsed = ContinuousClock.now - started
                 #expect(invalid == "tor's SOCKS port 127.0.0.1:\(socksPort) could not connect: the onion address is invalid"
                     + " (bad length, checksum or version) (reply 0xF6)")
-                #expect(invalidElapsed < .seconds(10))
+                // The reply kind (0xF6, not our timeout) proves "at once"; the bound only
+                // catches a hang. Under the full parallel suite this task's continuation has
+                // been seen to resume 12 s late, so the bound is as generous as the other
+                // Tor tests'; the e2e tests hold real processes to the strict bounds.
+                #expect(invalidElapsed < .seconds(45))
 
                 started = ContinuousClock.now
                 let ours = try await dialFailure(TorSOCKSDialer(proxy: proxy, timeout: .milliseconds(700)),
@@ -50,14 +54,14 @@ import Testing
                 let oursElapsed = ContinuousClock.now - started
                 #expect(ours == "tor's SOCKS port 127.0.0.1:\(socksPort) did not complete the connection within 0.7 seconds"
                     + " (the dialer's own SOCKS timeout)")
-                #expect(oursElapsed >= .milliseconds(700) && oursElapsed < .seconds(10))
+                #expect(oursElapsed >= .milliseconds(700) && oursElapsed < .seconds(45))
 
                 started = ContinuousClock.now
                 let tors = try await dialFailure(TorSOCKSDialer(proxy: proxy, timeout: .seconds(10)),
                                                  .onion(Self.unusedOnion), group: group)
                 let torsElapsed = ContinuousClock.now - started
                 #expect(tors.contains("could not connect: the connection timed out") && tors.hasSuffix("(reply 0x06)"), "\(tors)")
-                #expect(torsElapsed < .seconds(12))
+                #expect(torsElapsed < .seconds(45))
                 print("real tor: 0xF6 after \(invalidElapsed), our 0.7 s timeout after \(oursElapsed), SocksTimeout 2 after \(torsElapsed)")
             }
         }
