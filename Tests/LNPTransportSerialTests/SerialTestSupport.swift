@@ -4,27 +4,13 @@ import Glibc
 import Foundation
 import LNPCrypto
 import LNPSession
+import LNPTestSupport
 import LNPTransport
 import LNPTransportSerial
 import LNPWire
 import Logging
 import NIOConcurrencyHelpers
 import Testing
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Polls `condition` until it holds or `timeout` passes (tests only: the code under
-/// test never waits by sleeping).
-func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
 
 /// Two pseudo-terminals joined by socat, like two serial ports joined by a null-modem
 /// cable: bytes written to one device come out of the other. socat is stopped by

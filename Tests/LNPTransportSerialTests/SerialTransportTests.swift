@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import LNPCrypto
 import LNPSession
+import LNPTestSupport
 import LNPTransport
 import LNPTransportSerial
 import LNPWire

@@ -1,5 +1,6 @@
 import LNPCrypto
 import LNPSession
+import LNPTestSupport
 import LNPTransport
 import LNPTransportTCP
 import LNPWire

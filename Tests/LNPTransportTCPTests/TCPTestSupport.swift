@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LNPCrypto
 import LNPSession
+import LNPTestSupport
 import LNPTransport
 import LNPTransportTCP
 import LNPWire
@@ -11,21 +12,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Polls `condition` until it holds or `timeout` passes (tests only: the code under
-/// test never waits by sleeping).
-func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
 
 /// Every event a transport reported, in order.
 final class EventRecorder: Sendable {
